@@ -1,0 +1,405 @@
+"""Typed run configuration: YAML files plus ``key=value`` overrides, validated by pydantic.
+
+A run is described by one :class:`RunConfig`; its resolved form is written to
+``<run>/config.yaml`` so that every run can be reproduced from its own directory.
+Units are in the names (``halflife_kimg``, ``minutes``); unknown keys and wrong types are
+refused with the valid choices named.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from genbench.errors import GenbenchError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+# ----------------------------------------------------------------------------- data
+
+DatasetName = Literal["fashion_mnist", "mnist", "cifar10", "folder", "ring", "grid"]
+
+
+class DataConfig(_Strict):
+    name: DatasetName = "fashion_mnist"
+    root: str | None = None          # folder (or CIFAR .tar.gz) to read; None = search
+    split: Literal["train", "test"] = "train"
+    classes: list[int | str] | None = None   # class subset by index or name, e.g. [automobile]
+    img_size: int | None = Field(None, ge=4)  # only image folders are resized
+    channels: Literal[1, 3] = 3               # image folders only
+    hflip: bool = False
+    download: bool = True                     # allowed to download when not found locally
+    limit: int | None = Field(None, ge=1)    # keep only the first N items (quick runs, tests)
+    n_points: int = Field(100_000, ge=16)    # 2-D sets: size of the fixed training set
+    std: float | None = Field(None, gt=0)    # 2-D sets: per-mode std (default: ring 0.02, grid 0.05)
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+class UNetConfig(_Strict):
+    """Time-conditioned UNet of Ho et al. 2020 (their CIFAR-10 model: ch=128, mult 1,2,2,2)."""
+
+    kind: Literal["unet"] = "unet"
+    ch: int = Field(128, ge=8)
+    ch_mult: list[int] = [1, 2, 2, 2]
+    num_res_blocks: int = Field(2, ge=1)
+    attn_resolutions: list[int] = [16]
+    dropout: float = Field(0.1, ge=0, lt=1)
+    groups: int = Field(32, ge=1)            # GroupNorm groups
+    num_heads: int = Field(1, ge=1)
+
+
+class DCGANGConfig(_Strict):
+    """DCGAN generator (Radford et al. 2016), the study's GAN."""
+
+    kind: Literal["dcgan_g"] = "dcgan_g"
+    z_dim: int = Field(100, ge=1)
+    ch: int = Field(64, ge=4)
+
+
+class DCGANDConfig(_Strict):
+    kind: Literal["dcgan_d"] = "dcgan_d"
+    ch: int = Field(64, ge=4)
+
+
+class ResNetGConfig(_Strict):
+    """SNGAN ResNet generator (Miyato et al. 2018, Table 4)."""
+
+    kind: Literal["resnet_g"] = "resnet_g"
+    z_dim: int = Field(128, ge=1)
+    ch: int = Field(256, ge=4)
+
+
+class ResNetDConfig(_Strict):
+    """SNGAN ResNet discriminator with spectral normalisation (Miyato et al. 2018)."""
+
+    kind: Literal["resnet_d"] = "resnet_d"
+    ch: int = Field(128, ge=4)
+    spectral_norm: bool = True
+
+
+class MLPConfig(_Strict):
+    """MLP for 2-D data: ``mlp`` is a time-conditioned model, ``mlp_g``/``mlp_d`` a GAN pair."""
+
+    kind: Literal["mlp", "mlp_g", "mlp_d"] = "mlp"
+    hidden: int = Field(256, ge=2)
+    depth: int = Field(3, ge=1)
+    z_dim: int = Field(2, ge=1)               # mlp_g only
+
+
+NetConfig = Annotated[
+    Union[UNetConfig, DCGANGConfig, DCGANDConfig, ResNetGConfig, ResNetDConfig, MLPConfig],
+    Field(discriminator="kind"),
+]
+
+# which network kinds can fill which role
+NET_ROLES: dict[str, set[str]] = {
+    "model": {"unet", "mlp"},
+    "G": {"dcgan_g", "resnet_g", "mlp_g"},
+    "D": {"dcgan_d", "resnet_d", "mlp_d"},
+}
+
+# ----------------------------------------------------------------------------- methods
+
+
+class GANConfig(_Strict):
+    kind: Literal["gan"] = "gan"
+    loss: Literal["bce", "hinge"] = "bce"     # bce = the study's minimax loss, non-saturating form
+    n_critic: int = Field(1, ge=1)            # D updates per G update
+
+
+class DiffusionConfig(_Strict):
+    kind: Literal["diffusion"] = "diffusion"
+    schedule: Literal["linear", "cosine"] = "linear"
+    T: int = Field(1000, ge=2)
+    beta_start: float = Field(1e-4, gt=0, lt=1)
+    beta_end: float = Field(0.02, gt=0, lt=1)
+    cosine_s: float = Field(0.008, ge=0)
+    prediction: Literal["eps", "x0", "v"] = "eps"
+    sampler: Literal["ancestral", "ddim"] = "ancestral"
+    sample_steps: int = Field(1000, ge=1)     # ancestral always uses T; DDIM uses this many
+    eta: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "DiffusionConfig":
+        if self.beta_end <= self.beta_start:
+            raise ValueError("beta_end must be larger than beta_start")
+        if self.sample_steps > self.T:
+            raise ValueError(f"sample_steps ({self.sample_steps}) cannot exceed T ({self.T})")
+        return self
+
+
+class FlowConfig(_Strict):
+    kind: Literal["flow"] = "flow"
+    sigma_min: float = Field(0.0, ge=0, lt=1)
+    sampler: Literal["euler"] = "euler"
+    sample_steps: int = Field(100, ge=1)
+
+
+MethodConfig = Annotated[Union[GANConfig, DiffusionConfig, FlowConfig], Field(discriminator="kind")]
+
+PLAYERS: dict[str, tuple[str, ...]] = {"gan": ("G", "D"), "diffusion": ("model",), "flow": ("model",)}
+
+# ----------------------------------------------------------------------------- optimisation
+
+
+class LRScheduleConfig(_Strict):
+    kind: Literal["constant", "warmup", "cosine", "step"] = "constant"
+    warmup_steps: int = Field(0, ge=0)        # linear warm-up, used by every kind
+    milestones_epochs: list[float] = []       # step: multiply by gamma at these epochs
+    gamma: float = Field(0.1, gt=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)  # cosine: final lr / lr
+
+
+class OptimConfig(_Strict):
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(None, gt=0)   # max global grad norm
+    schedule: LRScheduleConfig = LRScheduleConfig()
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class BudgetConfig(_Strict):
+    """Training stops at the first of these limits that is reached."""
+
+    steps: int | None = Field(None, ge=1)
+    epochs: float | None = Field(None, gt=0)
+    kimg: float | None = Field(None, gt=0)
+    minutes: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _any(self) -> "BudgetConfig":
+        if all(v is None for v in (self.steps, self.epochs, self.kimg, self.minutes)):
+            raise ValueError("set at least one of steps, epochs, kimg, minutes")
+        return self
+
+
+class EMAConfig(_Strict):
+    """EMA of the sampled network: a fixed ``decay`` per step, or a half-life in images."""
+
+    decay: float | None = Field(None, ge=0, lt=1)
+    halflife_kimg: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self) -> "EMAConfig":
+        if self.decay is not None and self.halflife_kimg is not None:
+            raise ValueError("give either decay or halflife_kimg, not both")
+        return self
+
+
+class TrainConfig(_Strict):
+    batch_size: int = Field(128, ge=1)
+    budget: BudgetConfig = BudgetConfig(steps=1000)
+    ema: EMAConfig = EMAConfig(halflife_kimg=10.0)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    ckpt_every: int = Field(1000, ge=1)       # steps; a checkpoint is also written at the end
+    keep_last: int = Field(3, ge=1)
+    log_every: int = Field(50, ge=1)
+    sample_every: int = Field(1000, ge=1)     # steps between fixed-seed sample grids
+    grid_n: int = Field(64, ge=1)
+    grid_seed: int = 0
+    nonfinite: Literal["stop", "skip"] = "stop"
+    tensorboard: bool = True
+
+
+class SampleConfig(_Strict):
+    """How the in-training grids (and default `genbench sample`) are drawn."""
+
+    sampler: Literal["default", "ancestral", "ddim", "euler"] = "default"
+    steps: int | None = Field(None, ge=1)
+
+
+class RunConfig(_Strict):
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    method: MethodConfig = DiffusionConfig()
+    nets: dict[str, NetConfig] = {"model": UNetConfig()}
+    optim: dict[str, OptimConfig] = {"model": OptimConfig()}
+    train: TrainConfig = TrainConfig()
+    sample: SampleConfig = SampleConfig()
+
+    @model_validator(mode="after")
+    def _players(self) -> "RunConfig":
+        players = PLAYERS[self.method.kind]
+        for field in ("nets", "optim"):
+            keys = set(getattr(self, field))
+            if keys != set(players):
+                raise ValueError(
+                    f"{field} must have exactly the keys {list(players)} for method "
+                    f"'{self.method.kind}', got {sorted(keys)}"
+                )
+        for player, net in self.nets.items():
+            if net.kind not in NET_ROLES[player]:
+                raise ValueError(
+                    f"network '{net.kind}' cannot be the {player} of method '{self.method.kind}'; "
+                    f"choose one of {sorted(NET_ROLES[player])}"
+                )
+        toy = self.data.name in ("ring", "grid")
+        for player, net in self.nets.items():
+            if toy != net.kind.startswith("mlp"):
+                raise ValueError(
+                    f"network '{net.kind}' does not fit dataset '{self.data.name}': "
+                    + ("2-D sets need mlp, mlp_g, mlp_d" if toy else "images need unet/dcgan/resnet")
+                )
+        return self
+
+    def players(self) -> tuple[str, ...]:
+        return PLAYERS[self.method.kind]
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def set_dotted(tree: dict, key: str, value: Any) -> None:
+    """Set ``tree['a']['b'] = value`` for ``key='a.b'``, creating dicts on the way."""
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise GenbenchError(
+                f"override '{key}': '{part}' is a value, not a section", "check the key's spelling"
+            )
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    """``['train.batch_size=64', 'data.classes=[automobile]']`` -> typed (key, value) pairs."""
+    out = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise GenbenchError(f"override '{item}' is not key=value", "write e.g. train.batch_size=64")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        out.append((key.strip(), value))
+    return out
+
+
+def _valid_keys(loc: tuple) -> list[str]:
+    """Field names that are valid at the parent of a pydantic error location."""
+    model: Any = RunConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return []
+        if part in fields:
+            ann = fields[part].annotation
+        else:  # a discriminated-union tag or a dict key
+            ann = model
+            for cls in _union_members(model):
+                if getattr(cls, "model_fields", {}).get("kind") is not None and part in _kinds(cls):
+                    ann = cls
+        model = _resolve(ann, part)
+    fields = getattr(model, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def _kinds(cls: Any) -> tuple:
+    from typing import get_args
+
+    return get_args(cls.model_fields["kind"].annotation)
+
+
+def _union_members(ann: Any) -> list:
+    from typing import get_args
+
+    out = []
+    for arg in get_args(ann):
+        out.extend(_union_members(arg) if get_args(arg) else [arg])
+    return out
+
+
+def _resolve(ann: Any, tag: Any) -> Any:
+    """Walk into dict values and discriminated unions to the model the tag selects."""
+    from typing import get_args, get_origin
+
+    origin = get_origin(ann)
+    if origin is dict:
+        return get_args(ann)[1]
+    if origin is Annotated:
+        return _resolve(get_args(ann)[0], tag)
+    members = [m for m in _union_members(ann) if hasattr(m, "model_fields")]
+    if members:
+        for m in members:
+            if "kind" in m.model_fields and tag in _kinds(m):
+                return m
+        return Union[tuple(members)] if len(members) > 1 else members[0]
+    return ann
+
+
+def validation_message(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    dotted = ".".join(str(p) for p in loc if not isinstance(p, int))
+    if first["type"] == "extra_forbidden":
+        valid = _valid_keys(loc)
+        return f"{source}: unknown key '{dotted}'; valid keys here: {', '.join(valid)}"
+    if first["type"] == "union_tag_invalid":
+        return f"{source}: '{dotted}': {first['msg']}"
+    msg = first["msg"]
+    got = first.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    where = f"'{dotted}': " if dotted else ""
+    return f"{source}: {where}{msg}{shown}"
+
+
+def build_config(tree: dict, source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as err:
+        raise GenbenchError(
+            validation_message(err, source), "edit the config file or the key=value override"
+        ) from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise GenbenchError(
+            f"config file '{path}' not found", "give a YAML file, e.g. configs/fmnist/ddpm.yaml"
+        )
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise GenbenchError(f"config file '{path}' is not valid YAML{where}", "fix the YAML syntax") from None
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise GenbenchError(f"config file '{path}' must hold a mapping of keys", "see configs/ for examples")
+    return tree
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply ``key=value`` overrides."""
+    tree = read_yaml(path) if path is not None else {}
+    for key, value in parse_overrides(list(overrides)):
+        set_dotted(tree, key, value)
+    return build_config(tree, source=str(path) if path else "config")
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
