@@ -248,6 +248,11 @@ class RunConfig(_Strict):
                     f"network '{net.kind}' cannot be the {player} of method '{self.method.kind}'; "
                     f"choose one of {sorted(NET_ROLES[player])}"
                 )
+        samplers = {"gan": {"default"}, "diffusion": {"default", "ancestral", "ddim"},
+                    "flow": {"default", "euler"}}[self.method.kind]
+        if self.sample.sampler not in samplers:
+            raise ValueError(f"sample.sampler '{self.sample.sampler}' does not fit method "
+                             f"'{self.method.kind}'; choose one of {sorted(samplers)}")
         toy = self.data.name in ("ring", "grid")
         for player, net in self.nets.items():
             if toy != net.kind.startswith("mlp"):

@@ -1,0 +1,147 @@
+"""The ``genbench`` command: thin parsing over the library. Heavy imports happen inside commands,
+so that ``--help`` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from genbench.errors import GenbenchError
+
+CONFIG_ROOTS = (Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs")
+
+
+def resolve_config(name: str) -> Path:
+    """A YAML path, or a preset name such as ``fmnist/ddpm`` looked up under configs/."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for root in CONFIG_ROOTS:
+        for cand in (root / name, root / f"{name}.yaml"):
+            if cand.is_file():
+                return cand
+    presets = sorted({str(p.relative_to(r))[:-5] for r in CONFIG_ROOTS if r.is_dir() for p in r.rglob("*.yaml")})
+    raise GenbenchError(f"config '{name}' not found",
+                        f"give a YAML path or one of the presets: {', '.join(presets) or '(none found)'}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from genbench.config import load_config
+    from genbench.run import prepare_run_dir
+
+    overrides = list(args.overrides)
+    if args.data_dir:
+        overrides.append(f"data.root={args.data_dir}")
+    cfg = load_config(resolve_config(args.config), overrides)
+    run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
+    cfg = prepare_run_dir(run_dir, cfg, resume=args.resume, overwrite=args.overwrite)
+    from genbench.train.loop import train
+
+    info = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
+    print(f"trained {cfg.name}: {info['step']} steps, {info['images_seen']} images in "
+          f"{info['train_seconds']:.0f} s -> {run_dir}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from genbench.sample_cmd import sample_run
+
+    paths = sample_run(Path(args.run), n=args.n, seed=args.seed, batch_size=args.batch_size,
+                       use_ema=not args.raw, sampler=args.sampler, steps=args.steps,
+                       checkpoint=args.checkpoint, out=Path(args.out) if args.out else None,
+                       formats=args.format.split(","), overwrite=args.overwrite, device=args.device)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from genbench.data import describe_datasets
+
+    for row in describe_datasets(args.data_dir):
+        if row["found"]:
+            print(f"{row['name']:<14} found      {row['where']}")
+        else:
+            print(f"{row['name']:<14} missing    searched: {', '.join(map(str, row['searched']))}")
+            print(f"{'':<14}            get it: {row['how_to_get']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from genbench.demo import run_demo
+
+    run_demo(minutes=args.minutes, out=Path(args.out) if args.out else None, progress=not args.no_progress)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    p = argparse.ArgumentParser(prog="genbench", parents=[common],
+                                description="Train, sample and compare GANs, diffusion and flow models.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", parents=[common], help="train a model from a config",
+                       description="Train from a YAML config (or preset name like fmnist/ddpm) "
+                                   "with key=value overrides, e.g. train.budget.minutes=10.")
+    t.add_argument("config", help="YAML file or preset name (configs/<name>.yaml)")
+    t.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys")
+    t.add_argument("--out", help="run directory (default runs/<name>)")
+    t.add_argument("--data-dir", help="folder holding the dataset files")
+    t.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", parents=[common], help="generate samples from a trained run",
+                       description="Generate N samples (PNG grid and/or .npz) with per-sample seeds.")
+    s.add_argument("run", help="run directory")
+    s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    s.add_argument("--seed", type=int, default=0, help="first seed; sample k uses seed+k (default 0)")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    s.add_argument("--sampler", default=None, help="ancestral | ddim (diffusion), euler (flow)")
+    s.add_argument("--steps", type=int, default=None, help="sampling steps (DDIM / Euler)")
+    s.add_argument("--checkpoint", type=int, default=None, help="checkpoint step (default: latest)")
+    s.add_argument("-o", "--out", help="output path without extension (default: in RUN/samples/)")
+    s.add_argument("--format", default="png,npz", help="png, npz or png,npz (default)")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    s.set_defaults(func=cmd_sample)
+
+    d = sub.add_parser("data", parents=[common], help="which datasets are found, where, and how to get the rest")
+    d.add_argument("--data-dir", help="also search this folder")
+    d.set_defaults(func=cmd_data)
+
+    m = sub.add_parser("demo", parents=[common], help="train and sample the Fashion-MNIST presets briefly")
+    m.add_argument("--minutes", type=float, default=1.5, help="training minutes per family (default 1.5)")
+    m.add_argument("--out", help="folder for the demo runs (default runs/demo-<time>)")
+    m.add_argument("--no-progress", action="store_true")
+    m.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GenbenchError as err:
+        if args.debug:
+            raise
+        print(f"genbench: error: {err.line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genbench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # an unexpected failure still gets one line without --debug
+        if args.debug:
+            raise
+        msg = " ".join(str(err).split())[:300]
+        print(f"genbench: internal error: {type(err).__name__}: {msg} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

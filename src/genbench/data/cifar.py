@@ -1,0 +1,184 @@
+"""CIFAR-10 "python version" reader: pickled batches from a folder or straight from the tar.gz.
+
+Layout (https://www.cs.toronto.edu/~kriz/cifar.html): ``data_batch_1..5`` and ``test_batch`` are
+pickled dicts with ``b'data'`` (N x 3072 uint8: 1024 red, then green, then blue values, each a
+32 x 32 image in row-major order) and ``b'labels'`` (N ints in 0..9); ``batches.meta`` holds
+``b'label_names'``. They were written by Python 2, hence ``encoding='bytes'``.
+
+Unpickling can run arbitrary code, so :class:`SafeUnpickler` only hands out the few numpy
+callables that rebuild arrays and refuses every other global.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import pickle
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from genbench.data.sources import (
+    CIFAR10,
+    CIFAR_DIRNAME,
+    CIFAR_META,
+    CIFAR_TEST_BATCHES,
+    CIFAR_TRAIN_BATCHES,
+)
+from genbench.errors import GenbenchError
+
+
+def _numpy_attr(name: str, candidates: tuple[str, ...]) -> Any:
+    # numpy 2 moved numpy.core to numpy._core; import the real module, not the deprecated shim
+    for module in candidates:
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+def _latin1_encode(obj: str, encoding: str = "latin1") -> bytes:
+    """Python 3 protocol-2 pickles spell bytes as ``_codecs.encode(str, 'latin1')``; allow only that."""
+    if not isinstance(obj, str) or encoding.replace("-", "").lower() != "latin1":
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r}")
+    return obj.encode("latin1")
+
+
+_RECONSTRUCT = _numpy_attr("_reconstruct", ("numpy._core.multiarray", "numpy.core.multiarray"))
+_FROMBUFFER = _numpy_attr("_frombuffer", ("numpy._core.numeric", "numpy.core.numeric"))
+
+# (module, name) -> object: everything a pickled uint8 array (any protocol) needs, nothing more
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_encode,
+}
+for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    if _RECONSTRUCT is not None:
+        _ALLOWED[(_mod, "_reconstruct")] = _RECONSTRUCT
+for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
+    if _FROMBUFFER is not None:
+        _ALLOWED[(_mod, "_frombuffer")] = _FROMBUFFER
+
+
+class _Refused(Exception):
+    def __init__(self, what: str):
+        self.what = what
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickler whose ``find_class`` allows only the numpy array-rebuilding globals."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        obj = _ALLOWED.get((module, name))
+        if obj is None:
+            raise _Refused(f"{module}.{name}")
+        return obj
+
+
+def safe_load(data: bytes, what: str) -> Any:
+    """Unpickle ``data`` (named ``what`` in errors) with :class:`SafeUnpickler`, ``encoding='bytes'``."""
+    try:
+        return SafeUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except _Refused as err:
+        raise GenbenchError(
+            f"refusing to load '{what}': it asks for {err.what}, which a CIFAR-10 batch never needs",
+            "use the official cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html)",
+        ) from None
+    except Exception as err:  # any decoding failure means a damaged file
+        raise GenbenchError(
+            f"'{what}' is not a readable CIFAR-10 pickle ({type(err).__name__}: {err})",
+            "delete it and download cifar-10-python.tar.gz again",
+        ) from None
+
+
+def _read_members(source: Path, names: list[str]) -> dict[str, bytes]:
+    """Raw bytes of the named batch files from a batches folder or from the tar.gz (one pass)."""
+    if source.is_dir():
+        out = {}
+        for name in names:
+            path = source / name
+            try:
+                out[name] = path.read_bytes()
+            except OSError as err:
+                raise GenbenchError(
+                    f"cannot read '{path}': {err.strerror or err}",
+                    "re-extract cifar-10-python.tar.gz, or point data.root at the tar.gz itself",
+                ) from None
+        return out
+    out = {}
+    try:
+        with tarfile.open(source, "r:*") as tar:
+            # members are read as they stream past; nothing is extracted to disk
+            for member in tar:
+                base = member.name.rsplit("/", 1)[-1]
+                if member.isfile() and base in names and base not in out:
+                    handle = tar.extractfile(member)
+                    if handle is not None:
+                        out[base] = handle.read()
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise GenbenchError(
+            f"'{source}' is not a readable tar archive ({err})",
+            "delete it and let genbench download cifar-10-python.tar.gz again (data.download=true)",
+        ) from None
+    missing = [n for n in names if n not in out]
+    if missing:
+        raise GenbenchError(
+            f"'{source}' lacks {', '.join(missing)}",
+            "use the official cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html)",
+        )
+    return out
+
+
+def _decode_batch(obj: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(obj, dict) or b"data" not in obj or b"labels" not in obj:
+        raise GenbenchError(
+            f"'{what}' is not a CIFAR-10 batch (no b'data'/b'labels' entries)",
+            "use the official cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html)",
+        )
+    data = np.asarray(obj[b"data"])
+    labels = np.asarray(obj[b"labels"], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise GenbenchError(
+            f"'{what}': b'data' is {data.dtype} {data.shape}, expected uint8 N x 3072",
+            "use the official cifar-10-python.tar.gz",
+        )
+    if len(labels) != len(data):
+        raise GenbenchError(f"'{what}' holds {len(data)} images but {len(labels)} labels",
+                            "use the official cifar-10-python.tar.gz")
+    return data, labels
+
+
+def read_cifar10(source: str | Path, split: str) -> tuple[Tensor, Tensor, list[str], bool]:
+    """Images (uint8 ``N x 3 x 32 x 32``), labels (int64), class names and whether the files are official.
+
+    ``source`` is the ``cifar-10-batches-py`` folder, a folder that contains it, or the tar.gz.
+    """
+    source = Path(source)
+    if source.is_dir() and (source / CIFAR_DIRNAME).is_dir():
+        source = source / CIFAR_DIRNAME
+    batches = list(CIFAR_TRAIN_BATCHES if split == "train" else CIFAR_TEST_BATCHES)
+    raw = _read_members(source, batches + [CIFAR_META])
+    xs, ys = [], []
+    for name in batches:
+        data, labels = _decode_batch(safe_load(raw[name], f"{source}/{name}"), f"{source}/{name}")
+        xs.append(data)
+        ys.append(labels)
+    meta = safe_load(raw[CIFAR_META], f"{source}/{CIFAR_META}")
+    names = meta.get(b"label_names") if isinstance(meta, dict) else None
+    if not isinstance(names, list):
+        raise GenbenchError(f"'{source}/{CIFAR_META}' has no b'label_names'", "use the official archive")
+    class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    x = torch.from_numpy(np.concatenate(xs).reshape(-1, 3, 32, 32))
+    y = torch.from_numpy(np.concatenate(ys))
+    return x, y, class_names, _members_official(raw)
+
+
+def _members_official(raw: dict[str, bytes]) -> bool:
+    return all(hashlib.md5(data).hexdigest() == CIFAR10.member_md5.get(name) for name, data in raw.items())

@@ -1,0 +1,22 @@
+"""The three families, each a small object: ``loss(nets, player, x, y)`` and ``sample(nets, x_init)``.
+
+A method names its ``players`` (networks with their own optimiser), the ``updates`` made per
+training step (e.g. n_critic D updates then one G update) and the ``sample_player`` whose EMA
+is sampled. The training loop knows nothing else about it.
+"""
+
+from __future__ import annotations
+
+from genbench.config import DiffusionConfig, FlowConfig, GANConfig
+from genbench.methods.diffusion import Diffusion
+from genbench.methods.flow import Flow
+from genbench.methods.gan import GAN
+
+Method = GAN | Diffusion | Flow
+
+
+def build_method(cfg: GANConfig | DiffusionConfig | FlowConfig) -> Method:
+    return {"gan": GAN, "diffusion": Diffusion, "flow": Flow}[cfg.kind](cfg)
+
+
+__all__ = ["GAN", "Diffusion", "Flow", "Method", "build_method"]

@@ -1,0 +1,83 @@
+"""Multi-layer perceptrons for 2-D toy data (ring / grid of Gaussians).
+
+``MLP`` is the time-conditioned model of diffusion and flow matching: x concatenated with a
+sinusoidal embedding of t (Vaswani et al. 2017; Ho et al. 2020 §B), SiLU hidden layers.
+``MLPGenerator`` and ``MLPDiscriminator`` are the GAN pair of the 2-D mixture experiments
+(Metz et al. 2017, "Unrolled GANs", §3.1): ReLU generator, LeakyReLU(0.2) discriminator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from genbench.config import MLPConfig
+from genbench.errors import GenbenchError
+from genbench.nets.embedding import as_time, timestep_embedding
+
+# Width of the sinusoidal time features; 32 frequencies span 1 .. 1/10000 of the 1000-step range.
+TIME_DIM = 64
+
+
+def _vector_dim(data_shape: tuple[int, ...], kind: str) -> int:
+    if len(data_shape) != 1:
+        raise GenbenchError(
+            f"network '{kind}' is for vector (2-D) data, got data of shape {tuple(data_shape)}",
+            "use unet, dcgan_g/dcgan_d or resnet_g/resnet_d for images",
+        )
+    return int(data_shape[0])
+
+
+def _stack(d_in: int, hidden: int, depth: int, d_out: int, act: Callable[[], nn.Module]) -> nn.Sequential:
+    """``depth`` hidden layers of width ``hidden`` with activation ``act``, then a linear output."""
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers += [nn.Linear(d_in if i == 0 else hidden, hidden), act()]
+    layers.append(nn.Linear(hidden, d_out))
+    return nn.Sequential(*layers)
+
+
+class MLP(nn.Module):
+    """``forward(x, t, y=None)``: x of shape (N, D), t of shape (N,) in [0, 1] -> (N, D); y is ignored."""
+
+    def __init__(self, cfg: MLPConfig, data_shape: tuple[int, ...], num_classes: int | None = None):
+        super().__init__()
+        dim = _vector_dim(data_shape, "mlp")
+        self.net = _stack(dim + TIME_DIM, cfg.hidden, cfg.depth, dim, nn.SiLU)
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor | float | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        temb = timestep_embedding(as_time(t, x.shape[0], x.device), TIME_DIM).to(x.dtype)
+        return self.net(torch.cat([x, temb], dim=1))
+
+
+class MLPGenerator(nn.Module):
+    """``forward(z, t=None, y=None)``: z of shape (N, z_dim) -> points (N, D), unbounded (no tanh)."""
+
+    def __init__(self, cfg: MLPConfig, data_shape: tuple[int, ...], num_classes: int | None = None):
+        super().__init__()
+        dim = _vector_dim(data_shape, "mlp_g")
+        self.z_dim = cfg.z_dim
+        self.net = _stack(cfg.z_dim, cfg.hidden, cfg.depth, dim, nn.ReLU)
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.net(x)
+
+
+class MLPDiscriminator(nn.Module):
+    """``forward(x, t=None, y=None)``: points (N, D) -> logits (N,)."""
+
+    def __init__(self, cfg: MLPConfig, data_shape: tuple[int, ...], num_classes: int | None = None):
+        super().__init__()
+        dim = _vector_dim(data_shape, "mlp_d")
+        self.net = _stack(dim, cfg.hidden, cfg.depth, 1, lambda: nn.LeakyReLU(0.2))
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.net(x).flatten()

@@ -1,0 +1,1 @@
+"""One method-agnostic training loop: optimisers per player, EMA, checkpoints, logging."""
