@@ -128,7 +128,7 @@ class DiffusionConfig(_Strict):
     eta: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
-    def _check(self) -> "DiffusionConfig":
+    def _check(self) -> DiffusionConfig:
         if self.beta_end <= self.beta_start:
             raise ValueError("beta_end must be larger than beta_start")
         if self.sample_steps > self.T:
@@ -180,7 +180,7 @@ class BudgetConfig(_Strict):
     minutes: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _any(self) -> "BudgetConfig":
+    def _any(self) -> BudgetConfig:
         if all(v is None for v in (self.steps, self.epochs, self.kimg, self.minutes)):
             raise ValueError("set at least one of steps, epochs, kimg, minutes")
         return self
@@ -193,7 +193,7 @@ class EMAConfig(_Strict):
     halflife_kimg: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
-    def _one(self) -> "EMAConfig":
+    def _one(self) -> EMAConfig:
         if self.decay is not None and self.halflife_kimg is not None:
             raise ValueError("give either decay or halflife_kimg, not both")
         return self
@@ -233,7 +233,7 @@ class RunConfig(_Strict):
     sample: SampleConfig = SampleConfig()
 
     @model_validator(mode="after")
-    def _players(self) -> "RunConfig":
+    def _players(self) -> RunConfig:
         players = PLAYERS[self.method.kind]
         for field in ("nets", "optim"):
             keys = set(getattr(self, field))
@@ -254,7 +254,7 @@ class RunConfig(_Strict):
             raise ValueError(f"sample.sampler '{self.sample.sampler}' does not fit method "
                              f"'{self.method.kind}'; choose one of {sorted(samplers)}")
         toy = self.data.name in ("ring", "grid")
-        for player, net in self.nets.items():
+        for net in self.nets.values():
             if toy != net.kind.startswith("mlp"):
                 raise ValueError(
                     f"network '{net.kind}' does not fit dataset '{self.data.name}': "

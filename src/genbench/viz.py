@@ -10,8 +10,8 @@ from torch import Tensor
 
 def save_image_grid(x: Tensor, path: Path, nrow: int | None = None) -> None:
     """Save a batch in model range [-1, 1] as one PNG grid."""
-    from torchvision.utils import make_grid
     from PIL import Image
+    from torchvision.utils import make_grid
 
     from genbench.data.transforms import to_uint8
 
