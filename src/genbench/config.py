@@ -9,7 +9,7 @@ refused with the valid choices named.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -296,62 +296,44 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads "1e-3" as a string; numbers written so are meant as numbers
+                value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "+inf") else value
+            except ValueError:
+                pass
         out.append((key.strip(), value))
     return out
 
 
 def _valid_keys(loc: tuple) -> list[str]:
     """Field names that are valid at the parent of a pydantic error location."""
-    model: Any = RunConfig
+    ann: Any = RunConfig
     for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        fields = getattr(model, "model_fields", None)
-        if fields is None:
+        ann = _step(ann, part)
+        if ann is None:
             return []
-        if part in fields:
-            ann = fields[part].annotation
-        else:  # a discriminated-union tag or a dict key
-            ann = model
-            for cls in _union_members(model):
-                if getattr(cls, "model_fields", {}).get("kind") is not None and part in _kinds(cls):
-                    ann = cls
-        model = _resolve(ann, part)
-    fields = getattr(model, "model_fields", None)
+    ann = _step(ann, None) if get_origin(ann) is not None else ann
+    fields = getattr(ann, "model_fields", None)
     return sorted(fields) if fields else []
 
 
-def _kinds(cls: Any) -> tuple:
-    from typing import get_args
-
-    return get_args(cls.model_fields["kind"].annotation)
-
-
-def _union_members(ann: Any) -> list:
-    from typing import get_args
-
-    out = []
-    for arg in get_args(ann):
-        out.extend(_union_members(arg) if get_args(arg) else [arg])
-    return out
-
-
-def _resolve(ann: Any, tag: Any) -> Any:
-    """Walk into dict values and discriminated unions to the model the tag selects."""
-    from typing import get_args, get_origin
-
+def _step(ann: Any, part: Any) -> Any:
+    """Walk one location part into an annotation: a model field, a dict value or a union tag."""
+    while get_origin(ann) is Annotated:
+        ann = get_args(ann)[0]
     origin = get_origin(ann)
     if origin is dict:
         return get_args(ann)[1]
-    if origin is Annotated:
-        return _resolve(get_args(ann)[0], tag)
-    members = [m for m in _union_members(ann) if hasattr(m, "model_fields")]
-    if members:
-        for m in members:
-            if "kind" in m.model_fields and tag in _kinds(m):
-                return m
-        return Union[tuple(members)] if len(members) > 1 else members[0]
-    return ann
+    if origin in (list, tuple):
+        return get_args(ann)[0]
+    if origin is Union:
+        for member in get_args(ann):
+            fields = getattr(member, "model_fields", {})
+            if "kind" in fields and part in get_args(fields["kind"].annotation):
+                return member
+        return None
+    fields = getattr(ann, "model_fields", None)
+    return fields[part].annotation if fields and part in fields else None
 
 
 def validation_message(err: ValidationError, source: str) -> str:
