@@ -59,6 +59,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from genbench.data import describe_datasets
 
+    if args.download:
+        from genbench.data.download import download
+
+        print(f"{args.download}: {download(args.download, args.data_dir)}")
+        return 0
     for row in describe_datasets(args.data_dir):
         if row["found"]:
             print(f"{row['name']:<14} found      {row['where']}")
@@ -111,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sample)
 
     d = sub.add_parser("data", parents=[common], help="which datasets are found, where, and how to get the rest")
-    d.add_argument("--data-dir", help="also search this folder")
+    d.add_argument("--data-dir", help="also search this folder (and download into it)")
+    d.add_argument("--download", choices=["fashion_mnist", "mnist", "cifar10"],
+                   help="download a dataset's official files (checksums verified)")
     d.set_defaults(func=cmd_data)
 
     m = sub.add_parser("demo", parents=[common], help="train and sample the Fashion-MNIST presets briefly")
