@@ -56,6 +56,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from genbench.evaluate import evaluate_run, format_record
+
+    path, record = evaluate_run(
+        Path(args.run), checkpoint=args.checkpoint, metrics=args.metrics, n=args.n, sampler=args.sampler,
+        steps=args.steps, use_ema=not args.raw, batch_size=args.batch_size, seed=args.seed,
+        extractor_kind=args.extractor, inception_weights=args.inception_weights, ref_split=args.ref_split,
+        floor=not args.no_floor, device=args.device, overwrite=args.overwrite)
+    print(format_record(record))
+    print(f"-> {path}")
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from genbench.data import describe_datasets
 
@@ -114,6 +127,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("eval", parents=[common], help="score a run: FID, KID, IS, P/R/D/C, modes, speed",
+                       description="Sample a run with per-sample seeds and score it against real data; "
+                                   "writes RUN/eval/*.json with the full protocol and the real-data floor.")
+    e.add_argument("run", help="run directory")
+    e.add_argument("--checkpoint", type=int, default=None, help="checkpoint step (default: latest)")
+    e.add_argument("--metrics", default=None,
+                   help="comma list of fid,kid,is,prdc,modes,speed (default: fid,kid,is,prdc for images; "
+                        "modes,prdc for 2-D data)")
+    e.add_argument("-n", type=int, default=10_000, help="samples to generate (default 10000)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--sampler", default=None)
+    e.add_argument("--steps", type=int, default=None)
+    e.add_argument("--raw", action="store_true", help="raw weights instead of the EMA")
+    e.add_argument("--extractor", choices=["domain", "inception"], default=None,
+                   help="feature network (default: domain classifier for (Fashion-)MNIST, else Inception-v3)")
+    e.add_argument("--inception-weights", default=None,
+                   help="local pt_inception-2015-12-05-6726825d.pth (or $GENBENCH_INCEPTION_WEIGHTS)")
+    e.add_argument("--ref-split", choices=["train", "test"], default="train")
+    e.add_argument("--no-floor", action="store_true", help="skip the real-data floor")
+    e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    e.add_argument("--overwrite", action="store_true", help="replace an existing eval JSON")
+    e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("data", parents=[common], help="which datasets are found, where, and how to get the rest")
     d.add_argument("--data-dir", help="also search this folder (and download into it)")

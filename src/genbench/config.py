@@ -23,7 +23,7 @@ class _Strict(BaseModel):
 
 # ----------------------------------------------------------------------------- data
 
-DatasetName = Literal["fashion_mnist", "mnist", "cifar10", "folder", "ring", "grid"]
+DatasetName = Literal["fashion_mnist", "mnist", "cifar10", "folder", "ring", "grid", "stacked_fashion_mnist"]
 
 
 class DataConfig(_Strict):
@@ -36,7 +36,7 @@ class DataConfig(_Strict):
     hflip: bool = False
     download: bool = True                     # allowed to download when not found locally
     limit: int | None = Field(None, ge=1)    # keep only the first N items (quick runs, tests)
-    n_points: int = Field(100_000, ge=16)    # 2-D sets: size of the fixed training set
+    n_points: int = Field(100_000, ge=16)    # 2-D and stacked sets: size of the fixed generated set
     std: float | None = Field(None, gt=0)    # 2-D sets: per-mode std (default: ring 0.02, grid 0.05)
 
 

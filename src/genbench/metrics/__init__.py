@@ -1,0 +1,1 @@
+"""Evaluation metrics: feature extractors, FID, precision/recall/density/coverage and mode counts."""

@@ -1,0 +1,70 @@
+"""Reference features of real data, cached on disk per (dataset, split, count, extractor).
+
+The cache key holds the dataset's content fingerprint and the extractor's name and weights
+hash, so a changed dataset file or extractor can never be served stale statistics.
+Location: ``$GENBENCH_CACHE/refstats`` or ``~/.cache/genbench/refstats``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genbench.config import DataConfig
+
+
+@dataclass
+class Reference:
+    features: np.ndarray          # N×D float64
+    logits: np.ndarray | None
+    info: dict                    # dataset, split, classes, n, fingerprint, verified_official, extractor
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("GENBENCH_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "genbench") / "refstats"
+
+
+def real_images(data_cfg: DataConfig, split: str, n: int | None, seed: int = 0):
+    """Up to n images of a split (a fixed random subset when the split is larger), and the dataset."""
+    from genbench.data import load_dataset
+
+    data = load_dataset(data_cfg.model_copy(update={"split": split, "limit": None}))
+    idx = torch.arange(len(data))
+    if n is not None and n < len(data):
+        idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return data.x[idx], data
+
+
+def reference_features(extractor, data_cfg: DataConfig, split: str, n: int | None, batch_size: int = 500,
+                       use_cache: bool = True) -> Reference:
+    images, data = real_images(data_cfg, split, n)
+    info = {"dataset": data.name, "split": split, "classes": data_cfg.classes, "n": len(images),
+            "fingerprint": data.fingerprint, "verified_official": bool(data.verified),
+            "extractor": extractor.name, "extractor_sha256": extractor.weights_sha256}
+    key = hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()[:24]
+    path = cache_dir() / f"{data.name}-{split}-{len(images)}-{key}.npz"
+    if use_cache and path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            logits = z["logits"].astype(np.float64) if "logits" in z.files else None
+            return Reference(z["features"].astype(np.float64), logits, info)
+    feats = extractor.extract(images, batch_size=batch_size)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        arrays = {"features": feats.features.astype(np.float32)}
+        if feats.logits is not None:
+            arrays["logits"] = feats.logits.astype(np.float32)
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+        # round-trip through float32 so a cached and a fresh reference give the same numbers
+        feats.features = feats.features.astype(np.float32).astype(np.float64)
+        if feats.logits is not None:
+            feats.logits = feats.logits.astype(np.float32).astype(np.float64)
+    return Reference(feats.features, feats.logits, info)
