@@ -212,6 +212,8 @@ class TrainConfig(_Strict):
     grid_n: int = Field(64, ge=1)
     grid_seed: int = 0
     nonfinite: Literal["stop", "skip"] = "stop"
+    proxy_every: int | None = Field(None, ge=1)   # steps between proxy FID/KID (None: off)
+    proxy_n: int = Field(2000, ge=10)             # samples per proxy evaluation
     tensorboard: bool = True
 
 

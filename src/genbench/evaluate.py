@@ -88,11 +88,11 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
 
         base = "fashion_mnist" if stacked else cfg.data.name
         kind = extractor_kind or default_extractor_kind(base)
-        extractor = build_extractor(kind, base, inception_weights, device=str(loaded.device))
+        extractor = build_extractor(kind, base, inception_weights if kind == "inception" else None,
+                                    device=str(loaded.device))
         if stacked:
             extractor = ChannelStacked(extractor)
-    solver_name = sampler or {"gan": "generator", "diffusion": cfg.method.sampler, "flow": cfg.method.sampler}[
-        cfg.method.kind]
+    solver_name = sampler or ("generator" if cfg.method.kind == "gan" else cfg.method.sampler)
     nfe_tag = "" if cfg.method.kind == "gan" else str(steps or "")
     out = _out_path(run_dir, loaded.step, solver_name, nfe_tag, n, seed, not use_ema,
                     extractor.name if extractor else "points")

@@ -10,6 +10,12 @@ integrate any trained model from t=1 down to t=0.
 * :class:`LinearPath` — the conditional-OT / rectified-flow path (Lipman et al. 2022, Eq. 20;
   Liu et al. 2022), written in this time direction: alpha_t = 1 - t,
   sigma_t = sigma_min + (1 - sigma_min) t.
+
+Both paths also expose the quantities few-step solvers work in: the log-SNR
+lambda_t = log(alpha_t / sigma_t) (Lu et al. 2022, Sec. 3.1) and the EDM/VE noise level
+sigma_ve = sigma_t / alpha_t = exp(-lambda_t) (Karras et al. 2022, Eq. 1-3 with s(t) = alpha_t),
+with their inverses, and the usable ends ``t_min`` < ``t_max`` of the interval on which both are
+finite. Every time grid starts at ``t_max`` and ends with a jump from ``t_min`` (or earlier) to 0.
 """
 
 from __future__ import annotations
@@ -81,31 +87,111 @@ class DiscreteVP:
 
     def coeffs(self, t: Tensor) -> PathCoeffs:
         """Coefficients at continuous t in [0, 1], linear in log(alpha) between the knots."""
-        device = t.device
-        t64 = t.detach().to("cpu", torch.float64).clamp(0, 1)
-        k = torch.searchsorted(self._t_knots, t64, right=False).clamp(1, self.T)
-        t0, t1 = self._t_knots[k - 1], self._t_knots[k]
-        l0, l1 = self._log_alpha_knots[k - 1], self._log_alpha_knots[k]
-        slope = (l1 - l0) / (t1 - t0)
-        log_alpha = l0 + slope * (t64 - t0)
+        return _to(self.coeffs_f64(t), t.device)
+
+    def coeffs_f64(self, t: Tensor | float) -> PathCoeffs:
+        """:meth:`coeffs` in float64 on the CPU, for solvers that need their step sizes exactly."""
+        log_alpha, slope = self._log_alpha(t)
         alpha = torch.exp(log_alpha)
         sigma = torch.sqrt((1 - alpha**2).clamp(min=0))
         d_alpha = alpha * slope
         d_sigma = -alpha * d_alpha / sigma.clamp(min=1e-12)
-        return _to(PathCoeffs(alpha, sigma, d_alpha, d_sigma), device)
+        return PathCoeffs(alpha, sigma, d_alpha, d_sigma)
+
+    def _log_alpha(self, t: Tensor | float) -> tuple[Tensor, Tensor]:
+        t64 = _f64(t).clamp(0, 1)
+        k = torch.searchsorted(self._t_knots, t64, right=False).clamp(1, self.T)
+        t0, t1 = self._t_knots[k - 1], self._t_knots[k]
+        l0, l1 = self._log_alpha_knots[k - 1], self._log_alpha_knots[k]
+        slope = (l1 - l0) / (t1 - t0)
+        return l0 + slope * (t64 - t0), slope
+
+    # --- log-SNR and VE noise level (for few-step solvers) -------------------------------------
+    @property
+    def t_max(self) -> float:
+        """Grids start here: the last step, where alpha_bar = alpha_bar_{T-1} > 0 (lambda finite)."""
+        return 1.0
+
+    @property
+    def t_min(self) -> float:
+        """The first DDPM step t = 1/T: the smallest trained time; grids jump from here to t = 0."""
+        return 1.0 / self.T
+
+    def log_snr(self, t: Tensor | float) -> Tensor:
+        """lambda_t = log alpha - log sigma = log alpha - log(1 - alpha^2) / 2 (+inf at t = 0)."""
+        log_alpha, _ = self._log_alpha(t)
+        return log_alpha - 0.5 * torch.log(-torch.expm1(2 * log_alpha))
+
+    def t_of_log_snr(self, lam: Tensor | float) -> Tensor:
+        """Inverse of :meth:`log_snr`, in closed form.
+
+        For a VP path alpha^2 = sigmoid(2 lambda), so log alpha = logsigmoid(2 lambda) / 2; log alpha is
+        piecewise linear and decreasing in t, so t follows by linear interpolation between its knots.
+        Values outside the path's range clamp to t in [0, 1].
+        """
+        log_alpha = 0.5 * torch.nn.functional.logsigmoid(2 * _f64(lam))
+        knots = self._log_alpha_knots.flip(0)  # increasing: log alpha at t = 1, ..., t = 0
+        t_knots = self._t_knots.flip(0)
+        la = log_alpha.clamp(float(knots[0]), 0.0)
+        k = torch.searchsorted(knots, la, right=False).clamp(1, self.T)
+        l0, l1 = knots[k - 1], knots[k]
+        return t_knots[k - 1] + (la - l0) * (t_knots[k] - t_knots[k - 1]) / (l1 - l0)
+
+    def sigma_ve(self, t: Tensor | float) -> Tensor:
+        """EDM/VE noise level sigma_t / alpha_t = exp(-lambda_t) (0 at t = 0)."""
+        return torch.exp(-self.log_snr(t))
+
+    def t_of_sigma_ve(self, s: Tensor | float) -> Tensor:
+        """Inverse of :meth:`sigma_ve`: t with sigma_t / alpha_t = s (s = 0 gives t = 0)."""
+        return self.t_of_log_snr(-torch.log(_f64(s)))
 
 
 class LinearPath:
-    """Conditional-OT path: x_t = (1 - t) x_0 + (sigma_min + (1 - sigma_min) t) eps."""
+    """Conditional-OT path: x_t = (1 - t) x_0 + (sigma_min + (1 - sigma_min) t) eps.
 
-    def __init__(self, sigma_min: float = 0.0):
+    alpha_1 = 0, so lambda(1) = -inf and sigma_ve(1) = inf: solvers that work in lambda or sigma_ve
+    start at ``t_max`` = 1 - 1e-3 (sigma_ve ~ 1e3), treating x_init ~ N(0, I) as a sample there
+    (its true marginal is 1e-3 x_0 + 0.999 eps). With sigma_min = 0, lambda(0) = +inf, so grids
+    end at ``t_min`` = 1e-3 (sigma_ve ~ 1e-3) and jump from there to t = 0.
+    """
+
+    def __init__(self, sigma_min: float = 0.0, t_min: float = 1e-3, t_max: float = 1 - 1e-3):
         self.sigma_min = sigma_min
+        self.t_min, self.t_max = t_min, t_max
 
     def coeffs(self, t: Tensor) -> PathCoeffs:
-        t = t.to(torch.float64)
+        return _to(self.coeffs_f64(t), t.device)
+
+    def coeffs_f64(self, t: Tensor | float) -> PathCoeffs:
+        """:meth:`coeffs` in float64 on the CPU, for solvers that need their step sizes exactly."""
+        t = _f64(t)
         one = torch.ones_like(t)
-        return _to(PathCoeffs(1 - t, self.sigma_min + (1 - self.sigma_min) * t,
-                              -one, (1 - self.sigma_min) * one), t.device)
+        return PathCoeffs(1 - t, self.sigma_min + (1 - self.sigma_min) * t, -one, (1 - self.sigma_min) * one)
+
+    def log_snr(self, t: Tensor | float) -> Tensor:
+        """lambda_t = log(1 - t) - log(sigma_min + (1 - sigma_min) t) (-inf at t = 1)."""
+        t = _f64(t)
+        return torch.log1p(-t) - torch.log(self.sigma_min + (1 - self.sigma_min) * t)
+
+    def sigma_ve(self, t: Tensor | float) -> Tensor:
+        """sigma_t / alpha_t = (sigma_min + (1 - sigma_min) t) / (1 - t) (inf at t = 1)."""
+        t = _f64(t)
+        return (self.sigma_min + (1 - self.sigma_min) * t) / (1 - t)
+
+    def t_of_sigma_ve(self, s: Tensor | float) -> Tensor:
+        """Closed form: s (1 - t) = sigma_min + (1 - sigma_min) t  =>  t = 1 - 1 / (s + 1 - sigma_min)."""
+        return (1 - 1 / (_f64(s) + 1 - self.sigma_min)).clamp(0, 1)
+
+    def t_of_log_snr(self, lam: Tensor | float) -> Tensor:
+        """Inverse of :meth:`log_snr` (sigma_min = 0: t = 1 / (1 + exp(lambda)))."""
+        return self.t_of_sigma_ve(torch.exp(-_f64(lam)))
+
+
+def _f64(t: Tensor | float) -> Tensor:
+    """Times (or lambdas, sigmas) as float64 on the CPU, where the schedule tables live."""
+    if isinstance(t, Tensor):
+        return t.detach().to("cpu", torch.float64)
+    return torch.as_tensor(t, dtype=torch.float64)
 
 
 def _to(c: PathCoeffs, device: torch.device) -> PathCoeffs:

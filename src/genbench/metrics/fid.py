@@ -7,7 +7,7 @@ splits), so that the same features give the same numbers; the tests check this t
 References
 - Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash
   Equilibrium", Eq. 6 (FID); the Fréchet distance of two Gaussians is Dowson & Landau 1982.
-- Bińkowski et al. 2018, "Demystifying MMD GANs", Sec. 4 and App. D (KID); the unbiased MMD²
+- Bińkowski et al. 2018, "Demystifying MMD GANs", Sec. 4 (KID); the unbiased MMD²
   estimator is Gretton et al. 2012, "A Kernel Two-Sample Test", Lemma 6 / Eq. 3.
 - Salimans et al. 2016, "Improved Techniques for Training GANs", Sec. 4 (Inception Score).
 """
@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import scipy.special
 import torch
 
 
 def as_float64(x, name: str, ndim: int) -> np.ndarray:
-    """A numpy float64 copy-free view of a numpy array or torch tensor, with its rank checked."""
+    """A numpy array or torch tensor as a float64 numpy array, with its rank checked."""
     if isinstance(x, torch.Tensor):
         x = x.detach().to(device="cpu", dtype=torch.float64).numpy()
     x = np.asarray(x, dtype=np.float64)
@@ -37,13 +38,24 @@ def feature_stats(feats) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), np.cov(x, rowvar=False)
 
 
+def _sqrtm_checked(a: np.ndarray, rtol: float = 1e-5) -> np.ndarray | None:
+    """scipy's sqrtm of a, or None if the result is not finite or X·X misses a by more than rtol
+    (relative Frobenius error: the estimate scipy used to return before 1.16)."""
+    root = scipy.linalg.sqrtm(a)
+    if not np.isfinite(root).all():
+        return None
+    scale = np.linalg.norm(a)
+    return root if np.linalg.norm(root @ root - a) <= rtol * scale else None
+
+
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     """Fréchet distance of N(mu1, sigma1) and N(mu2, sigma2) (Heusel et al. 2017, Eq. 6):
 
         ||mu1 - mu2||² + Tr(S1 + S2 - 2 (S1 S2)^{1/2}).
 
-    If the matrix square root of S1 S2 is not finite (a singular product, e.g. fewer samples
-    than dimensions), it is recomputed with eps·I added to both covariances. A numerically
+    If the matrix square root of S1 S2 is not finite or not accurate (a singular or
+    ill-conditioned product, e.g. fewer samples than dimensions), it is recomputed with eps·I
+    added to both covariances, as pytorch-fid does. A numerically
     complex root is accepted only if the imaginary part of its diagonal (all the trace needs)
     is negligible; otherwise ValueError.
     """
@@ -53,8 +65,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     if mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
         raise ValueError(f"mismatched shapes: mu {mu1.shape}, {mu2.shape}; sigma {s1.shape}, {s2.shape}")
 
-    covmean = scipy.linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():
+    covmean = _sqrtm_checked(s1 @ s2)
+    if covmean is None:
         offset = eps * np.eye(d)
         covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
     if np.iscomplexobj(covmean):

@@ -1,10 +1,11 @@
-"""Types shared by the solvers."""
+"""Types and small helpers shared by the solvers."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import NamedTuple
 
+import torch
 from torch import Tensor
 
 # denoise(x_t, t) -> (x0_hat, eps_hat); velocity(x_t, t) -> dx_t/dt; t has shape (N,)
@@ -19,7 +20,13 @@ class SolverResult(NamedTuple):
 
 
 def full_t(x: Tensor, t: float | Tensor) -> Tensor:
-    """Time as a (N,) tensor on x's device."""
-    import torch
+    """Time as a (N,) tensor on x's device: float32 (what networks take), float64 for float64 x."""
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return torch.full((x.shape[0],), float(t), device=x.device, dtype=dtype)
 
-    return torch.full((x.shape[0],), float(t), device=x.device, dtype=torch.float32)
+
+def need_noise(noise: NoiseFn | None, who: str) -> NoiseFn:
+    """Stochastic samplers take their noise explicitly, so that per-sample streams can be used."""
+    if noise is None:
+        raise ValueError(f"{who} needs a noise function noise(x) -> randn_like(x)")
+    return noise

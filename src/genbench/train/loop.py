@@ -26,6 +26,7 @@ from genbench.sampling import generate
 from genbench.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from genbench.train.ema import make_ema
 from genbench.train.logger import MetricsLogger
+from genbench.train.proxy import ProxyEval
 from genbench.train.lr import lr_factor
 from genbench.viz import save_image_grid, save_points_plot
 
@@ -152,6 +153,16 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
         else:
             save_image_grid(x, path)
 
+    proxy = ProxyEval(cfg, device, data.kind) if tcfg.proxy_every else None
+
+    def proxy_eval() -> None:
+        snet = ema.module if ema is not None else nets[method.sample_player]
+        was_training = snet.training
+        snet.eval()
+        scores = proxy(method, {**nets, method.sample_player: snet}, latent_shape)
+        snet.train(was_training)
+        logger.log({"step": step, "kimg": images_seen / 1000, **scores})
+
     logger = MetricsLogger(run_dir, step, tcfg.tensorboard)
     info = {
         "name": cfg.name, "method": cfg.method.kind, "status": "running", "device": str(device),
@@ -229,6 +240,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
                         f"{k.split('/')[-1]}={record[k]:.4f}" for k in record if k.startswith("loss/")))
             if step % tcfg.sample_every == 0:
                 sample_grid()
+            if proxy is not None and step % tcfg.proxy_every == 0:
+                proxy_eval()
             if step % tcfg.ckpt_every == 0:
                 checkpoint()
                 last_ckpt_step = step

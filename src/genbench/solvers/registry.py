@@ -1,0 +1,184 @@
+"""Solvers by name: each picks its grid and the number of steps that give a requested NFE.
+
+``SOLVERS[name](denoise, path, x_init, steps, noise=None, **opts)`` runs ``steps`` steps on the
+solver's default grid (or ``grid=`` one of :data:`GRIDS`); :func:`solve` turns an NFE budget into
+steps, exactly, or refuses. ``denoise(x_t, t) -> (x0, eps)`` is ``ModelFn.denoise`` for diffusion
+and flow models alike; ``path`` is their ``DiscreteVP`` or ``LinearPath``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from genbench.solvers.adaptive import sample_dopri5
+from genbench.solvers.base import Denoiser, NoiseFn, SolverResult
+from genbench.solvers.ddim import sample_ddim, sample_ddim_t
+from genbench.solvers.ddpm import sample_ddpm
+from genbench.solvers.dpm_solver import sample_dpmpp_2m, sample_dpmpp_2s
+from genbench.solvers.euler import sample_euler
+from genbench.solvers.grids import ddpm_timesteps, discrete_t, karras_t, log_snr_t, uniform_t
+from genbench.solvers.karras import sample_karras
+from genbench.solvers.ode import pf_velocity
+from genbench.solvers.rk import sample_heun, sample_midpoint, sample_rk4
+from genbench.solvers.sde import sample_euler_maruyama
+from genbench.solvers.unipc import sample_unipc
+
+GRIDS: dict[str, Callable[..., Tensor]] = {
+    "uniform_t": lambda path, n: uniform_t(n, path.t_max, 0.0),
+    "karras": karras_t,      # rho = 7
+    "log_snr": log_snr_t,
+    "discrete": discrete_t,  # trailing DDPM steps (DiscreteVP only)
+}
+
+
+def _is_discrete(path) -> bool:
+    """A DDPM schedule (``DiscreteVP``) has discrete steps; tested by duck typing, since
+    genbench.methods imports the solvers."""
+    return hasattr(path, "alphas_cumprod")
+
+
+def default_grid(path) -> str:
+    """Karras sigmas for DDPM (VP) paths, as in EDM; uniform t for flow paths, as flow matching does."""
+    return "karras" if _is_discrete(path) else "uniform_t"
+
+
+def make_grid(name: str | None, path, n: int) -> Tensor:
+    """Grid ``name`` (None: :func:`default_grid`) with n steps: n + 1 times, the last one 0."""
+    name = name or default_grid(path)
+    if name not in GRIDS:
+        raise ValueError(f"unknown grid {name!r}; choose from {sorted(GRIDS)}")
+    return GRIDS[name](path, n)
+
+
+def _grid_to_t_min(name: str | None, path, n: int) -> Tensor:
+    """n steps of the grid that end at its last positive time (t_min) instead of jumping to 0."""
+    if (name or default_grid(path)) == "uniform_t":
+        return uniform_t(n, path.t_max, path.t_min)
+    return make_grid(name, path, n + 1)[:-1]
+
+
+def _velocity(sampler, to_t_min: bool = False):
+    def run(denoise: Denoiser, path, x: Tensor, steps: int, noise=None, grid: str | None = None):
+        ts = _grid_to_t_min(grid, path, steps) if to_t_min else make_grid(grid, path, steps)
+        return sampler(pf_velocity(denoise, path), x, ts)
+    return run
+
+
+def _ddpm(denoise, path, x, steps, noise=None, spacing="trailing"):
+    if not _is_discrete(path):
+        raise ValueError("ddpm needs a DiscreteVP path")
+    if steps > path.T:
+        raise ValueError(f"ddpm has at most T = {path.T} steps, got {steps}")
+    idx = None if steps == path.T else ddpm_timesteps(path.T, steps, spacing)
+    return sample_ddpm(denoise, x, path.alphas_cumprod, noise, idx)
+
+
+def _ddim(denoise, path, x, steps, noise=None, grid=None, eta=0.0, spacing="trailing"):
+    if _is_discrete(path) and grid in (None, "discrete"):
+        idx = ddpm_timesteps(path.T, steps, spacing)
+        return sample_ddim(denoise, x, path.alphas_cumprod, idx, eta, noise)
+    return sample_ddim_t(denoise, x, path, make_grid(grid, path, steps), eta, noise)
+
+
+def _karras(churn: float):
+    def run(denoise, path, x, steps, noise=None, grid="karras", s_churn=churn, s_tmin=0.05, s_tmax=50.0,
+            s_noise=1.003 if churn else 1.0):
+        ts = make_grid(grid, path, steps)
+        return sample_karras(denoise, x, path, ts, s_churn, s_tmin, s_tmax, s_noise, noise)
+    return run
+
+
+def _on_grid(sampler, default_grid: str | None = None):
+    def run(denoise, path, x, steps, noise=None, grid=default_grid, **opts):
+        return sampler(denoise, x, path, make_grid(grid, path, steps), **opts)
+    return run
+
+
+def _em(denoise, path, x, steps, noise=None, grid="log_snr"):
+    return sample_euler_maruyama(denoise, x, path, make_grid(grid, path, steps), noise)
+
+
+def _dopri5(denoise, path, x, steps=None, noise=None, rtol=1e-5, atol=1e-5, denoise_last=True):
+    return sample_dopri5(denoise, x, path, path.t_max, path.t_min, rtol, atol, denoise_last)
+
+
+SOLVERS: dict[str, Callable[..., SolverResult]] = {
+    "ddpm": _ddpm,
+    "ddim": _ddim,
+    "euler": _velocity(sample_euler),
+    "heun": _velocity(sample_heun),
+    "midpoint": _velocity(sample_midpoint),
+    "rk4": _velocity(sample_rk4, to_t_min=True),
+    "heun_ve": _karras(0.0),
+    "karras_sde": _karras(40.0),
+    "dpm++2m": _on_grid(sample_dpmpp_2m),
+    "dpm++2s": _on_grid(sample_dpmpp_2s),
+    "unipc": _on_grid(sample_unipc),
+    "euler_maruyama": _em,
+    "dopri5": _dopri5,
+}
+
+
+class NfeRule(NamedTuple):
+    """NFE = per_step * N + offset for N >= 1 steps."""
+
+    per_step: int
+    offset: int
+
+    def steps(self, nfe: int) -> int | None:
+        n, rest = divmod(nfe - self.offset, self.per_step)
+        return n if rest == 0 and n >= 1 else None
+
+    def describe(self) -> str:
+        first = [self.per_step * n + self.offset for n in (1, 2, 3)]
+        sign = f" {'+' if self.offset > 0 else '-'} {abs(self.offset)}" if self.offset else ""
+        return f"NFE = {self.per_step}N{sign} for N >= 1 steps: {', '.join(map(str, first))}, ..."
+
+
+NFE_RULES: dict[str, NfeRule] = {
+    **{name: NfeRule(1, 0) for name in ("ddpm", "ddim", "euler", "dpm++2m", "unipc", "euler_maruyama")},
+    **{name: NfeRule(2, -1) for name in ("heun", "heun_ve", "karras_sde", "dpm++2s")},
+    "midpoint": NfeRule(2, 0),
+    "rk4": NfeRule(4, 0),
+}
+
+
+def allowed_nfe(name: str, nfe: int) -> bool:
+    """Whether :func:`solve` can make exactly ``nfe`` evaluations with solver ``name`` (never for dopri5)."""
+    rule = NFE_RULES.get(_known(name))
+    return rule is not None and rule.steps(nfe) is not None
+
+
+def solve(name: str, model_fn: Denoiser, path, x_init: Tensor, nfe: int | None, noise: NoiseFn | None = None,
+          **opts) -> SolverResult:
+    """Sample with solver ``name`` in exactly ``nfe`` network evaluations.
+
+    ``model_fn`` is a denoiser ``(x_t, t) -> (x0, eps)``; ``noise(x) -> randn_like(x)`` feeds the
+    stochastic solvers (default ``torch.randn_like``); ``opts`` go to the solver (``grid=``,
+    ``eta=``, ``s_churn=``, ``rtol=``, ...). dopri5 chooses its own steps: pass ``nfe=None`` and
+    read ``result.nfe``. Raises ValueError, naming the allowed counts, when ``nfe`` cannot be met.
+    """
+    run = SOLVERS[_known(name)]
+    noise = noise or torch.randn_like
+    if name == "dopri5":
+        if nfe is not None:
+            raise ValueError("dopri5 sets its own number of evaluations: pass nfe=None and rtol/atol")
+        return run(model_fn, path, x_init, None, noise, **opts)
+    rule = NFE_RULES[name]
+    steps = None if nfe is None else rule.steps(nfe)
+    if steps is None:
+        raise ValueError(f"{name} cannot make exactly {nfe} evaluations: {rule.describe()}")
+    result = run(model_fn, path, x_init, steps, noise, **opts)
+    if result.nfe != nfe:  # the rule and the solver disagree: a bug, never a silent budget change
+        raise RuntimeError(f"{name} made {result.nfe} evaluations, expected {nfe}")
+    return result
+
+
+def _known(name: str) -> str:
+    if name not in SOLVERS:
+        raise ValueError(f"unknown solver {name!r}; choose from {sorted(SOLVERS)}")
+    return name

@@ -1,0 +1,72 @@
+"""`genbench eval`: every score travels with its protocol, beside the real-data floor."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fileformats import make_idx_dataset
+from genbench.cli import main
+from genbench.data import sources
+from genbench.evaluate import parse_metrics
+from genbench.errors import GenbenchError
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GENBENCH_DATA", str(tmp_path / "nodata"))
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(sources, "SYSTEM_DATASETS_DIR", tmp_path / "nosystem")
+    make_idx_dataset(tmp_path / "fmnist", n_train=64, n_test=16)
+    return tmp_path
+
+
+def test_toy_eval_counts_modes_and_writes_the_protocol(env, capsys):
+    run = env / "ring"
+    assert main(["train", "configs/toy2d/flow.yaml", "train.budget.steps=400", "train.tensorboard=false",
+                 "data.n_points=5000", "--out", str(run), "--no-progress"]) == 0
+    assert main(["eval", str(run), "-n", "500", "--steps", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "floor:" in out and "modes" in out
+    (path,) = (run / "eval").glob("*.json")
+    rec = json.loads(path.read_text())
+    assert rec["sampling"]["nfe"] == 20 and rec["sampling"]["n"] == 500 and rec["sampling"]["seeds"] == [0, 499]
+    assert rec["weights"] == "ema" and rec["checkpoint"]["step"] == 400
+    assert rec["checkpoint"]["images_seen"] == 400 * 512
+    assert rec["floor"]["modes"] == 8 and rec["floor"]["hq_fraction"] > 0.95
+    assert 0 <= rec["metrics"]["modes"] <= 8 and "precision" in rec["metrics"]
+    assert rec["environment"]["torch"]
+    # the same evaluation is not silently overwritten
+    assert main(["eval", str(run), "-n", "500", "--steps", "20"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_image_eval_with_the_domain_classifier(env, capsys):
+    run = env / "img"
+    assert main(["train", "configs/fmnist/gan.yaml", "nets.G.ch=8", "nets.G.z_dim=8", "nets.D.ch=8",
+                 f"data.root={env / 'fmnist'}", "data.download=false", "train.batch_size=8",
+                 "train.budget={steps: 2}", "train.tensorboard=false", "train.grid_n=4",
+                 "--out", str(run), "--no-progress"]) == 0
+    assert main(["eval", str(run), "-n", "40", "--metrics", "fid,kid,is,prdc,speed"]) == 0
+    (path,) = (run / "eval").glob("*.json")
+    rec = json.loads(path.read_text())
+    assert rec["extractor"]["name"].startswith("domain-fashion_mnist")
+    assert len(rec["extractor"]["weights_sha256"]) == 64
+    assert rec["reference"]["dataset"] == "fashion_mnist" and rec["reference"]["split"] == "train"
+    assert rec["reference"]["n"] == 64 and rec["reference"]["verified_official"] is False
+    assert rec["sampling"]["nfe"] == 1 and rec["speed"]["nfe"] == 1 and rec["speed"]["latency_s"] > 0
+    m = rec["metrics"]
+    assert m["fid"] > 0 and m["is"] >= 1 and 0 <= m["precision"] <= 1 and "kid_std" in m
+    assert rec["floor"]["split"] == "test" and rec["floor"]["n"] == 16 and rec["floor"]["fid"] >= 0
+    assert any("biased" in w for w in rec["warnings"])
+    assert len(list((env / "cache" / "refstats").glob("*.npz"))) == 2  # train reference + test floor, cached
+
+
+def test_metric_names_are_checked():
+    assert parse_metrics(None, "points", False) == ["modes", "prdc"]
+    with pytest.raises(GenbenchError, match="inapplicable"):
+        parse_metrics("fid,bogus", "image", False)
+    with pytest.raises(GenbenchError, match="stacked"):
+        parse_metrics("modes", "image", False)
