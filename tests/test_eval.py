@@ -70,3 +70,30 @@ def test_metric_names_are_checked():
         parse_metrics("fid,bogus", "image", False)
     with pytest.raises(GenbenchError, match="stacked"):
         parse_metrics("modes", "image", False)
+
+
+def test_proxy_scores_are_logged_during_training(env):
+    run = env / "proxy"
+    assert main(["train", "configs/fmnist/gan.yaml", "nets.G.ch=8", "nets.G.z_dim=8", "nets.D.ch=8",
+                 f"data.root={env / 'fmnist'}", "data.download=false", "train.batch_size=8",
+                 "train.budget={steps: 4}", "train.tensorboard=false", "train.grid_n=4", "train.proxy_every=2",
+                 "train.proxy_n=24", "--out", str(run), "--no-progress"]) == 0
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    proxy = [r for r in rows if "proxy/fid@24" in r]
+    assert [r["step"] for r in proxy] == [2, 4]
+    assert all(r["proxy/fid@24"] > 0 and "proxy/kid@24" in r for r in proxy)
+
+
+def test_stacked_fashion_mnist_counts_the_1000_modes(env):
+    run = env / "stacked"
+    assert main(["train", "configs/fmnist/gan.yaml", "nets.G.ch=8", "nets.G.z_dim=8", "nets.D.ch=8",
+                 "data.name=stacked_fashion_mnist", "data.n_points=64",
+                 f"data.root={env / 'fmnist'}", "data.download=false", "train.batch_size=8",
+                 "train.budget={steps: 2}", "train.tensorboard=false", "train.grid_n=4",
+                 "--out", str(run), "--no-progress"]) == 0
+    assert main(["eval", str(run), "-n", "30", "--metrics", "fid,modes"]) == 0
+    (path,) = (run / "eval").glob("*.json")
+    rec = json.loads(path.read_text())
+    assert rec["extractor"]["name"].startswith("stacked3-domain")
+    assert 1 <= rec["metrics"]["modes"] <= 30 and rec["metrics"]["kl"] >= 0
+    assert rec["reference"]["dataset"] == "stacked_fashion_mnist"

@@ -71,6 +71,7 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
                  device: str = "auto", overwrite: bool = False, progress: bool = True) -> tuple[Path, dict]:
     from genbench.run import environment, load_run
 
+    t_start = time.perf_counter()
     run_dir = Path(run_dir)
     loaded = load_run(run_dir, checkpoint, device)
     cfg = loaded.cfg
@@ -106,6 +107,7 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
     x, nfe = generate(loaded.method, nets, loaded.latent_shape, list(range(seed, seed + n)), loaded.device,
                       batch_size, sampler, steps)
     sample_seconds = time.perf_counter() - t0
+    t_scores = time.perf_counter()
     warnings: list[str] = []
     scores: dict = {}
     floor_scores: dict | None = None
@@ -157,6 +159,7 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
             floor_scores["n"] = held.info["n"]
         if n < 10_000 and "fid" in chosen:
             warnings.append(f"FID from {n} < 10k samples is biased upwards and not comparable to 10k/50k numbers")
+    score_seconds = time.perf_counter() - t_scores
     speed = None
     if "speed" in chosen:
         from genbench.metrics.speed import measure_speed
@@ -173,7 +176,9 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
         "sampling": {"solver": solver_name, "nfe": nfe, "n": n, "seeds": [seed, seed + n - 1],
                      "batch_size": batch_size, "seconds": sample_seconds, "images_per_s": n / sample_seconds},
         "extractor": extractor_info, "reference": reference, "metrics": scores, "floor": floor_scores,
-        "speed": speed, "warnings": warnings, "params": info.get("params"), "environment": environment(),
+        "speed": speed, "warnings": warnings,
+        "timing": {"sampling_s": sample_seconds, "scoring_s": score_seconds,
+                   "total_s": time.perf_counter() - t_start}, "params": info.get("params"), "environment": environment(),
     }
     from genbench.train.checkpoint import atomic_write_bytes
 

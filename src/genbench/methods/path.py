@@ -160,11 +160,13 @@ class LinearPath:
         self.t_min, self.t_max = t_min, t_max
 
     def coeffs(self, t: Tensor) -> PathCoeffs:
-        return _to(self.coeffs_f64(t), t.device)
+        return _to(self._coeffs(t.to(torch.float64)), t.device)  # on t's device: no sync in training
 
     def coeffs_f64(self, t: Tensor | float) -> PathCoeffs:
         """:meth:`coeffs` in float64 on the CPU, for solvers that need their step sizes exactly."""
-        t = _f64(t)
+        return self._coeffs(_f64(t))
+
+    def _coeffs(self, t: Tensor) -> PathCoeffs:
         one = torch.ones_like(t)
         return PathCoeffs(1 - t, self.sigma_min + (1 - self.sigma_min) * t, -one, (1 - self.sigma_min) * one)
 

@@ -92,8 +92,8 @@ def _karras(churn: float):
     return run
 
 
-def _on_grid(sampler, default_grid: str | None = None):
-    def run(denoise, path, x, steps, noise=None, grid=default_grid, **opts):
+def _on_grid(sampler):
+    def run(denoise, path, x, steps, noise=None, grid=None, **opts):
         return sampler(denoise, x, path, make_grid(grid, path, steps), **opts)
     return run
 
@@ -133,10 +133,14 @@ class NfeRule(NamedTuple):
         n, rest = divmod(nfe - self.offset, self.per_step)
         return n if rest == 0 and n >= 1 else None
 
-    def describe(self) -> str:
+    def describe(self, nfe: int) -> str:
+        """The rule, its first counts and the allowed counts nearest to ``nfe``."""
         first = [self.per_step * n + self.offset for n in (1, 2, 3)]
         sign = f" {'+' if self.offset > 0 else '-'} {abs(self.offset)}" if self.offset else ""
-        return f"NFE = {self.per_step}N{sign} for N >= 1 steps: {', '.join(map(str, first))}, ..."
+        n = max((nfe - self.offset) // self.per_step, 1)
+        near = sorted({self.per_step * k + self.offset for k in (n, n + 1) if k >= 1})
+        return (f"NFE = {self.per_step}N{sign} for N >= 1 steps ({', '.join(map(str, first))}, ...); "
+                f"nearest: {' or '.join(map(str, near))}")
 
 
 NFE_RULES: dict[str, NfeRule] = {
@@ -171,7 +175,7 @@ def solve(name: str, model_fn: Denoiser, path, x_init: Tensor, nfe: int | None, 
     rule = NFE_RULES[name]
     steps = None if nfe is None else rule.steps(nfe)
     if steps is None:
-        raise ValueError(f"{name} cannot make exactly {nfe} evaluations: {rule.describe()}")
+        raise ValueError(f"{name} cannot make exactly {nfe} evaluations: {rule.describe(nfe or 1)}")
     result = run(model_fn, path, x_init, steps, noise, **opts)
     if result.nfe != nfe:  # the rule and the solver disagree: a bug, never a silent budget change
         raise RuntimeError(f"{name} made {result.nfe} evaluations, expected {nfe}")
