@@ -21,7 +21,6 @@ import torch
 
 from genbench.cli import resolve_config
 from genbench.config import load_config
-from genbench.nets import count_params
 from genbench.run import prepare_run_dir
 from genbench.train.loop import train
 

@@ -9,8 +9,8 @@ import pytest
 from fileformats import make_idx_dataset
 from genbench.cli import main
 from genbench.data import sources
-from genbench.evaluate import parse_metrics
 from genbench.errors import GenbenchError
+from genbench.evaluate import parse_metrics
 
 
 @pytest.fixture

@@ -128,8 +128,9 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
             scores.update(prdc(real_pts, fake))
         reference = {"dataset": cfg.data.name, "split": "train", "n": len(real_pts), "std": std}
         if floor:
-            from genbench.data.toy2d import sample_toy
             import torch
+
+            from genbench.data.toy2d import sample_toy
 
             held, _ = sample_toy(cfg.data.name, len(real_pts), std, torch.Generator().manual_seed(12345))
             held = held.double().numpy()

@@ -31,7 +31,7 @@ def measure_speed(method, nets, latent_shape, device: torch.device, sampler: str
         return generate(method, nets, latent_shape, list(range(seed, seed + bs)), device, bs, sampler, steps)[1]
 
     nfe = run(1, 10**6)  # warm-up
-    latency = statistics.median(_timed(lambda: run(1, 10**6 + r), device) for r in range(repeats))
+    latency = statistics.median(_timed(lambda r=r: run(1, 10**6 + r), device) for r in range(repeats))
     throughput = {}
     for bs in batch_sizes:
         run(bs, 2 * 10**6)  # warm-up at this size

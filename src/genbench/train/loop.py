@@ -26,8 +26,8 @@ from genbench.sampling import generate
 from genbench.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from genbench.train.ema import make_ema
 from genbench.train.logger import MetricsLogger
-from genbench.train.proxy import ProxyEval
 from genbench.train.lr import lr_factor
+from genbench.train.proxy import ProxyEval
 from genbench.viz import save_image_grid, save_points_plot
 
 
