@@ -18,9 +18,9 @@ from genbench.data import sources
 
 TINY = {
     "ddpm": ["nets.model.ch=8", "nets.model.ch_mult=[1, 2]", "nets.model.attn_resolutions=[14]",
-             "nets.model.groups=4", "sample.steps=2"],
+             "nets.model.groups=4", "sample.nfe=2"],
     "flow": ["nets.model.ch=8", "nets.model.ch_mult=[1, 2]", "nets.model.attn_resolutions=[14]",
-             "nets.model.groups=4", "sample.steps=2"],
+             "nets.model.groups=4", "sample.nfe=2"],
     "gan": ["nets.G.ch=8", "nets.G.z_dim=8", "nets.D.ch=8"],
 }
 
@@ -80,7 +80,7 @@ def test_train_resume_sample_round_trip(tmp_path, data_dir, capsys):
     assert steps == [1, 2, 3, 4, 5, 6]
     assert json.loads((run / "run.json").read_text())["step"] == 6
 
-    code = main(["sample", str(run), "-n", "5", "--batch-size", "2", "--sampler", "ddim", "--steps", "3",
+    code = main(["sample", str(run), "-n", "5", "--batch-size", "2", "--solver", "ddim", "--nfe", "3",
                  "-o", str(tmp_path / "s")])
     assert code == 0
     arr = np.load(tmp_path / "s.npz")
@@ -88,7 +88,7 @@ def test_train_resume_sample_round_trip(tmp_path, data_dir, capsys):
     assert int(arr["nfe"]) == 3 and arr["seeds"].tolist() == [0, 1, 2, 3, 4]
     assert (tmp_path / "s.png").exists()
     # same seeds, other batch size -> same images (per-sample noise streams)
-    assert main(["sample", str(run), "-n", "3", "--batch-size", "3", "--sampler", "ddim", "--steps", "3",
+    assert main(["sample", str(run), "-n", "3", "--batch-size", "3", "--solver", "ddim", "--nfe", "3",
                  "-o", str(tmp_path / "t"), "--format", "npz"]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "t.npz")["samples"].astype(int),
                                arr["samples"][:3].astype(int), atol=1)

@@ -61,7 +61,8 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     (["method.beta_end=1e-5"], ["beta_end must be larger"]),
     (["train.budget={}"], ["at least one of steps, epochs, kimg, minutes"]),
     (["data.name=ring"], ["does not fit dataset 'ring'"]),
-    (["sample.sampler=euler"], ["does not fit method 'diffusion'"]),
+    (["sample.solver=magic"], ["sample.solver"]),
+    (["method={kind: flow, solver: ddpm}"], ["'method.flow.solver'", "got 'ddpm'", "dopri5"]),
     (["batch_size"], ["not key=value"]),
 ])
 def test_bad_configs_are_refused_in_one_line(override, words):
@@ -87,3 +88,11 @@ def test_missing_and_malformed_files(tmp_path):
 def test_parse_overrides_keeps_strings_that_are_not_yaml():
     assert parse_overrides(["a.b=1e-3", "c=[x, 2]", "d=hello", "e="]) == [
         ("a.b", 1e-3), ("c", ["x", 2]), ("d", "hello"), ("e", None)]
+
+
+def test_solver_names_match_the_solver_registry():
+    from genbench.config import solvers_for
+    from genbench.solvers import SOLVERS
+
+    assert set(solvers_for("diffusion")) == set(SOLVERS)
+    assert set(solvers_for("flow")) == set(SOLVERS) - {"ddpm"}

@@ -27,7 +27,7 @@ def test_toy_eval_counts_modes_and_writes_the_protocol(env, capsys):
     run = env / "ring"
     assert main(["train", "configs/toy2d/flow.yaml", "train.budget.steps=400", "train.tensorboard=false",
                  "data.n_points=5000", "--out", str(run), "--no-progress"]) == 0
-    assert main(["eval", str(run), "-n", "500", "--steps", "20"]) == 0
+    assert main(["eval", str(run), "-n", "500", "--nfe", "20"]) == 0
     out = capsys.readouterr().out
     assert "floor:" in out and "modes" in out
     (path,) = (run / "eval").glob("*.json")
@@ -39,7 +39,7 @@ def test_toy_eval_counts_modes_and_writes_the_protocol(env, capsys):
     assert 0 <= rec["metrics"]["modes"] <= 8 and "precision" in rec["metrics"]
     assert rec["environment"]["torch"]
     # the same evaluation is not silently overwritten
-    assert main(["eval", str(run), "-n", "500", "--steps", "20"]) == 2
+    assert main(["eval", str(run), "-n", "500", "--nfe", "20"]) == 2
     assert "already exists" in capsys.readouterr().err
 
 

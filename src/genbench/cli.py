@@ -9,6 +9,8 @@ from pathlib import Path
 
 from genbench.errors import GenbenchError
 
+SOLVER_HELP = ("ddpm (ancestral), ddim, euler, heun, midpoint, rk4, heun_ve, karras_sde, dpm++2m, dpm++2s, "
+               "unipc, euler_maruyama, dopri5 (default: the run's)")
 CONFIG_ROOTS = (Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs")
 
 
@@ -48,7 +50,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from genbench.sample_cmd import sample_run
 
     paths = sample_run(Path(args.run), n=args.n, seed=args.seed, batch_size=args.batch_size,
-                       use_ema=not args.raw, sampler=args.sampler, steps=args.steps,
+                       use_ema=not args.raw, solver=args.solver, nfe=args.nfe,
                        checkpoint=args.checkpoint, out=Path(args.out) if args.out else None,
                        formats=args.format.split(","), overwrite=args.overwrite, device=args.device)
     for p in paths:
@@ -60,8 +62,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from genbench.evaluate import evaluate_run, format_record
 
     path, record = evaluate_run(
-        Path(args.run), checkpoint=args.checkpoint, metrics=args.metrics, n=args.n, sampler=args.sampler,
-        steps=args.steps, use_ema=not args.raw, batch_size=args.batch_size, seed=args.seed,
+        Path(args.run), checkpoint=args.checkpoint, metrics=args.metrics, n=args.n, solver=args.solver,
+        nfe=args.nfe, use_ema=not args.raw, batch_size=args.batch_size, seed=args.seed,
         extractor_kind=args.extractor, inception_weights=args.inception_weights, ref_split=args.ref_split,
         floor=not args.no_floor, device=args.device, overwrite=args.overwrite)
     print(format_record(record))
@@ -94,10 +96,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # --debug is accepted before or after the command; SUPPRESS keeps a sub-command's default
+    # from overwriting a --debug given before it
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    p = argparse.ArgumentParser(prog="genbench", parents=[common],
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    p = argparse.ArgumentParser(prog="genbench",
                                 description="Train, sample and compare GANs, diffusion and flow models.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", parents=[common], help="train a model from a config",
@@ -119,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="first seed; sample k uses seed+k (default 0)")
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
-    s.add_argument("--sampler", default=None, help="ancestral | ddim (diffusion), euler (flow)")
-    s.add_argument("--steps", type=int, default=None, help="sampling steps (DDIM / Euler)")
+    s.add_argument("--solver", default=None, help=SOLVER_HELP)
+    s.add_argument("--nfe", type=int, default=None, help="network evaluations (default: the run's)")
     s.add_argument("--checkpoint", type=int, default=None, help="checkpoint step (default: latest)")
     s.add_argument("-o", "--out", help="output path without extension (default: in RUN/samples/)")
     s.add_argument("--format", default="png,npz", help="png, npz or png,npz (default)")
@@ -139,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-n", type=int, default=10_000, help="samples to generate (default 10000)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--batch-size", type=int, default=256)
-    e.add_argument("--sampler", default=None)
-    e.add_argument("--steps", type=int, default=None)
+    e.add_argument("--solver", default=None, help=SOLVER_HELP)
+    e.add_argument("--nfe", type=int, default=None, help="network evaluations (default: the run's)")
     e.add_argument("--raw", action="store_true", help="raw weights instead of the EMA")
     e.add_argument("--extractor", choices=["domain", "inception"], default=None,
                    help="feature network (default: domain classifier for (Fashion-)MNIST, else Inception-v3)")

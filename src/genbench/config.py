@@ -108,6 +108,18 @@ NET_ROLES: dict[str, set[str]] = {
 
 # ----------------------------------------------------------------------------- methods
 
+# The names of genbench.solvers.SOLVERS (kept here so that configs validate without torch).
+DiffusionSolver = Literal["ddpm", "ddim", "euler", "heun", "midpoint", "rk4", "heun_ve", "karras_sde",
+                          "dpm++2m", "dpm++2s", "unipc", "euler_maruyama", "dopri5"]
+FlowSolver = Literal["ddim", "euler", "heun", "midpoint", "rk4", "heun_ve", "karras_sde",
+                     "dpm++2m", "dpm++2s", "unipc", "euler_maruyama", "dopri5"]
+
+
+def solvers_for(kind: str) -> tuple[str, ...]:
+    """The solvers a method can sample with (a GAN has none: one generator pass)."""
+    return {"gan": (), "diffusion": get_args(DiffusionSolver), "flow": get_args(FlowSolver)}[kind]
+
+
 
 class GANConfig(_Strict):
     kind: Literal["gan"] = "gan"
@@ -123,24 +135,22 @@ class DiffusionConfig(_Strict):
     beta_end: float = Field(0.02, gt=0, lt=1)
     cosine_s: float = Field(0.008, ge=0)
     prediction: Literal["eps", "x0", "v"] = "eps"
-    sampler: Literal["ancestral", "ddim"] = "ancestral"
-    sample_steps: int = Field(1000, ge=1)     # ancestral always uses T; DDIM uses this many
-    eta: float = Field(0.0, ge=0)
+    solver: DiffusionSolver = "ddpm"          # ddpm = ancestral sampling, Algorithm 2 of Ho et al.
+    nfe: int | None = Field(None, ge=1)       # network evaluations (None: T for ddpm; dopri5 adapts)
+    eta: float = Field(0.0, ge=0)             # DDIM's eta
 
     @model_validator(mode="after")
     def _check(self) -> DiffusionConfig:
         if self.beta_end <= self.beta_start:
             raise ValueError("beta_end must be larger than beta_start")
-        if self.sample_steps > self.T:
-            raise ValueError(f"sample_steps ({self.sample_steps}) cannot exceed T ({self.T})")
         return self
 
 
 class FlowConfig(_Strict):
     kind: Literal["flow"] = "flow"
     sigma_min: float = Field(0.0, ge=0, lt=1)
-    sampler: Literal["euler"] = "euler"
-    sample_steps: int = Field(100, ge=1)
+    solver: FlowSolver = "euler"
+    nfe: int | None = Field(100, ge=1)
 
 
 MethodConfig = Annotated[Union[GANConfig, DiffusionConfig, FlowConfig], Field(discriminator="kind")]
@@ -220,8 +230,8 @@ class TrainConfig(_Strict):
 class SampleConfig(_Strict):
     """How the in-training grids (and default `genbench sample`) are drawn."""
 
-    sampler: Literal["default", "ancestral", "ddim", "euler"] = "default"
-    steps: int | None = Field(None, ge=1)
+    solver: Literal["default", DiffusionSolver] = "default"   # default: the method's solver
+    nfe: int | None = Field(None, ge=1)                        # None: the method's nfe
 
 
 class RunConfig(_Strict):
@@ -250,11 +260,10 @@ class RunConfig(_Strict):
                     f"network '{net.kind}' cannot be the {player} of method '{self.method.kind}'; "
                     f"choose one of {sorted(NET_ROLES[player])}"
                 )
-        samplers = {"gan": {"default"}, "diffusion": {"default", "ancestral", "ddim"},
-                    "flow": {"default", "euler"}}[self.method.kind]
-        if self.sample.sampler not in samplers:
-            raise ValueError(f"sample.sampler '{self.sample.sampler}' does not fit method "
-                             f"'{self.method.kind}'; choose one of {sorted(samplers)}")
+        solvers = solvers_for(self.method.kind)
+        if self.sample.solver != "default" and self.sample.solver not in solvers:
+            raise ValueError(f"sample.solver '{self.sample.solver}' does not fit method "
+                             f"'{self.method.kind}'; choose default or one of {sorted(solvers)}")
         toy = self.data.name in ("ring", "grid")
         for net in self.nets.values():
             if toy != net.kind.startswith("mlp"):

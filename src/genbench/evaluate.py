@@ -65,7 +65,7 @@ def _out_path(run_dir: Path, step: int, solver: str, nfe_tag: str, n: int, seed:
 
 
 def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | None = None, n: int = 10_000,
-                 sampler: str | None = None, steps: int | None = None, use_ema: bool = True,
+                 solver: str | None = None, nfe: int | None = None, use_ema: bool = True,
                  batch_size: int = 256, seed: int = 0, extractor_kind: str | None = None,
                  inception_weights: str | None = None, ref_split: str = "train", floor: bool = True,
                  device: str = "auto", overwrite: bool = False, progress: bool = True) -> tuple[Path, dict]:
@@ -79,8 +79,9 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
     chosen = parse_metrics(metrics, loaded.data_kind, stacked)
     if n < 2:
         raise GenbenchError(f"-n must be at least 2 (got {n})", "use e.g. -n 10000")
-    sampler = sampler or (None if cfg.sample.sampler == "default" else cfg.sample.sampler)
-    steps = steps or cfg.sample.steps
+    from genbench.sample_cmd import resolve_solver
+
+    solver, nfe_req = resolve_solver(cfg, solver, nfe)
 
     # everything that can fail cheaply fails before sampling
     extractor = None
@@ -93,19 +94,19 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
                                     device=str(loaded.device))
         if stacked:
             extractor = ChannelStacked(extractor)
-    solver_name = sampler or ("generator" if cfg.method.kind == "gan" else cfg.method.sampler)
-    nfe_tag = "" if cfg.method.kind == "gan" else str(steps or "")
+    solver_name = solver or "generator"
+    nfe_tag = str(nfe_req or "")
     out = _out_path(run_dir, loaded.step, solver_name, nfe_tag, n, seed, not use_ema,
                     extractor.name if extractor else "points")
     if out.exists() and not overwrite:
-        raise GenbenchError(f"{out} already exists", "add --overwrite, or change -n/--seed/--sampler")
+        raise GenbenchError(f"{out} already exists", "add --overwrite, or change -n/--seed/--solver")
 
     from genbench.sampling import generate
 
     nets = loaded.sampling_nets(use_ema)
     t0 = time.perf_counter()
     x, nfe = generate(loaded.method, nets, loaded.latent_shape, list(range(seed, seed + n)), loaded.device,
-                      batch_size, sampler, steps)
+                      batch_size, solver, nfe_req)
     sample_seconds = time.perf_counter() - t0
     t_scores = time.perf_counter()
     warnings: list[str] = []
@@ -165,7 +166,7 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
     if "speed" in chosen:
         from genbench.metrics.speed import measure_speed
 
-        speed = measure_speed(loaded.method, nets, loaded.latent_shape, loaded.device, sampler, steps)
+        speed = measure_speed(loaded.method, nets, loaded.latent_shape, loaded.device, solver, nfe_req)
     info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     record = {
         "genbench_eval": 1,

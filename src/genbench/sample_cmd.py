@@ -12,8 +12,41 @@ from genbench.sampling import generate
 from genbench.viz import save_image_grid, save_points_plot
 
 
+def resolve_solver(cfg, solver: str | None, nfe: int | None) -> tuple[str | None, int | None]:
+    """The solver and NFE to use: the command line's, else the run's ``sample`` section, else the
+    method's own; checked against what the method and the solver allow."""
+    from genbench.config import solvers_for
+
+    kind = cfg.method.kind
+    valid = solvers_for(kind)
+    if kind == "gan":
+        if solver not in (None, "default", "generator") or nfe not in (None, 1):
+            raise GenbenchError("a GAN samples in one generator pass (NFE 1): it takes no --solver or --nfe",
+                                "drop --solver/--nfe")
+        return None, None
+    if solver not in (None, "default") and solver not in valid:
+        raise GenbenchError(f"method '{kind}' has no solver '{solver}'", f"choose one of {', '.join(valid)}")
+    solver = solver if solver not in (None, "default") else (
+        cfg.sample.solver if cfg.sample.solver != "default" else cfg.method.solver)
+    nfe = nfe or cfg.sample.nfe or cfg.method.nfe
+    if solver == "dopri5":
+        if nfe is not None and nfe != cfg.method.nfe:
+            raise GenbenchError("dopri5 chooses its own steps: it takes no --nfe", "drop --nfe for dopri5")
+        return solver, None
+    from genbench.solvers import allowed_nfe
+
+    if solver == "ddpm" and nfe is None:
+        nfe = cfg.method.T
+    if nfe is not None and not allowed_nfe(solver, nfe):
+        from genbench.solvers import NFE_RULES
+
+        raise GenbenchError(f"solver '{solver}' cannot make exactly {nfe} network evaluations: "
+                            f"{NFE_RULES[solver].describe(nfe)}", "choose an allowed --nfe")
+    return solver, nfe
+
+
 def sample_run(run: Path, n: int, seed: int = 0, batch_size: int = 256, use_ema: bool = True,
-               sampler: str | None = None, steps: int | None = None, checkpoint: int | None = None,
+               solver: str | None = None, nfe: int | None = None, checkpoint: int | None = None,
                out: Path | None = None, formats: list[str] = ("png", "npz"), overwrite: bool = False,
                device: str = "auto") -> list[Path]:
     if n < 1 or batch_size < 1:
@@ -22,14 +55,9 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int = 256, use_ema:
     if bad or not formats:
         raise GenbenchError(f"unknown output format {bad or formats}", "use --format png, npz or png,npz")
     loaded = load_run(run, checkpoint, device)
-    kind = loaded.cfg.method.kind
-    valid = {"gan": {"default"}, "diffusion": {"default", "ancestral", "ddim"}, "flow": {"default", "euler"}}[kind]
-    if sampler is not None and sampler not in valid:
-        raise GenbenchError(f"method '{kind}' has no sampler '{sampler}'", f"choose one of {sorted(valid)}")
-    sampler = sampler or (None if loaded.cfg.sample.sampler == "default" else loaded.cfg.sample.sampler)
-    steps = steps or loaded.cfg.sample.steps
+    solver, nfe = resolve_solver(loaded.cfg, solver, nfe)
     stem = out or run / "samples" / (
-        f"generated-step{loaded.step}-{sampler or 'default'}{steps or ''}-seed{seed}-n{n}"
+        f"generated-step{loaded.step}-{solver or 'generator'}{nfe or ''}-seed{seed}-n{n}"
         + ("-raw" if not use_ema else ""))
     paths = [stem.with_name(stem.name + f".{f}") for f in formats]
     existing = [p for p in paths if p.exists()]
@@ -41,7 +69,7 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int = 256, use_ema:
         raise GenbenchError(f"cannot write to {stem.parent}: {err.strerror}", "choose a writable -o") from None
     seeds = list(range(seed, seed + n))
     x, nfe = generate(loaded.method, loaded.sampling_nets(use_ema), loaded.latent_shape, seeds,
-                      loaded.device, batch_size, sampler, steps)
+                      loaded.device, batch_size, solver, nfe)
     for path in paths:
         if path.suffix == ".png":
             if loaded.data_kind == "points":

@@ -9,7 +9,7 @@ from genbench.config import DiffusionConfig
 from genbench.methods.model_fn import ModelFn, default_noise, per_sample_mse
 from genbench.methods.parametrization import from_x0_eps
 from genbench.methods.path import DiscreteVP, cosine_betas, linear_betas, q_sample
-from genbench.solvers import SolverResult, ddpm_timesteps, sample_ddim, sample_ddpm
+from genbench.solvers import SolverResult, solve
 
 
 class Diffusion:
@@ -42,15 +42,14 @@ class Diffusion:
         return ModelFn(net, self.path, self.cfg.prediction, y)
 
     def sample(self, nets: dict[str, nn.Module], x_init: Tensor, y: Tensor | None = None,
-               sampler: str | None = None, steps: int | None = None, noise=None) -> SolverResult:
-        """Draw images from x_init ~ N(0, I): ``ancestral`` (Algorithm 2, T steps) or ``ddim``."""
-        sampler = self.cfg.sampler if sampler in (None, "default") else sampler
-        fn = self.model_fn(nets["model"], y)
-        noise = noise or default_noise
-        abar = self.path.alphas_cumprod
-        if sampler == "ancestral":
-            return sample_ddpm(fn.denoise, x_init, abar, noise)
-        if sampler == "ddim":
-            n = min(steps or self.cfg.sample_steps, self.path.T)
-            return sample_ddim(fn.denoise, x_init, abar, ddpm_timesteps(self.path.T, n), self.cfg.eta, noise)
-        raise ValueError(f"diffusion has no sampler {sampler!r}; choose ancestral or ddim")
+               solver: str | None = None, nfe: int | None = None, noise=None, **opts) -> SolverResult:
+        """Draw images from x_init ~ N(0, I) with any solver of :mod:`genbench.solvers`.
+
+        Default: ancestral sampling over all T steps (Algorithm 2 of Ho et al.).
+        """
+        solver = self.cfg.solver if solver in (None, "default") else solver
+        nfe = nfe or self.cfg.nfe or (self.path.T if solver == "ddpm" else None)
+        if solver == "ddim":
+            opts.setdefault("eta", self.cfg.eta)
+        return solve(solver, self.model_fn(nets["model"], y).denoise, self.path, x_init,
+                     None if solver == "dopri5" else nfe, noise or default_noise, **opts)

@@ -11,10 +11,10 @@ import torch
 from torch import Tensor, nn
 
 from genbench.config import FlowConfig
-from genbench.methods.model_fn import ModelFn, per_sample_mse
+from genbench.methods.model_fn import ModelFn, default_noise, per_sample_mse
 from genbench.methods.parametrization import from_x0_eps
 from genbench.methods.path import LinearPath, q_sample
-from genbench.solvers import SolverResult, sample_euler, uniform_t
+from genbench.solvers import SolverResult, solve
 
 
 class Flow:
@@ -42,9 +42,8 @@ class Flow:
         return ModelFn(net, self.path, "velocity", y)
 
     def sample(self, nets: dict[str, nn.Module], x_init: Tensor, y: Tensor | None = None,
-               sampler: str | None = None, steps: int | None = None, noise=None) -> SolverResult:
-        sampler = self.cfg.sampler if sampler in (None, "default") else sampler
-        if sampler != "euler":
-            raise ValueError(f"flow has no sampler {sampler!r}; choose euler")
-        fn = self.model_fn(nets["model"], y)
-        return sample_euler(fn.velocity, x_init, uniform_t(steps or self.cfg.sample_steps))
+               solver: str | None = None, nfe: int | None = None, noise=None, **opts) -> SolverResult:
+        """Integrate from t=1 to 0 with any ODE/SDE solver of :mod:`genbench.solvers` (default Euler)."""
+        solver = self.cfg.solver if solver in (None, "default") else solver
+        return solve(solver, self.model_fn(nets["model"], y).denoise, self.path, x_init,
+                     None if solver == "dopri5" else (nfe or self.cfg.nfe), noise or default_noise, **opts)

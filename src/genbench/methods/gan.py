@@ -48,7 +48,7 @@ class GAN:
         return {"loss": loss}
 
     def sample(self, nets: dict[str, nn.Module], x_init: Tensor, y: Tensor | None = None,
-               sampler: str | None = None, steps: int | None = None, noise=None) -> SolverResult:
+               solver: str | None = None, nfe: int | None = None, noise=None, **opts) -> SolverResult:
         """One generator pass: NFE = 1."""
         with torch.inference_mode():
             return SolverResult(nets["G"](x_init, None, y).float(), 1)

@@ -145,7 +145,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
         snet.eval()
         sample_nets = {**nets, method.sample_player: snet}
         x, nfe = generate(method, sample_nets, latent_shape, grid_seeds, device,
-                          sampler=cfg.sample.sampler, steps=cfg.sample.steps)
+                          solver=cfg.sample.solver, nfe=cfg.sample.nfe)
         snet.train(was_training)
         path = run_dir / "samples" / f"grid-{step:09d}.png"
         if data.kind == "points":

@@ -37,7 +37,7 @@ class ProxyEval:
         if self._ref is None and self.data_kind == "image":
             self._setup()
         x, _ = generate(method, nets, latent_shape, list(range(10**9, 10**9 + self.n)), self.device,
-                        256, self.cfg.sample.sampler, self.cfg.sample.steps)
+                        256, self.cfg.sample.solver, self.cfg.sample.nfe)
         tag = f"@{self.n}"
         if self.data_kind == "points":
             from genbench.data.toy2d import default_std, mode_centers
