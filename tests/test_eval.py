@@ -97,3 +97,14 @@ def test_stacked_fashion_mnist_counts_the_1000_modes(env):
     assert rec["extractor"]["name"].startswith("stacked3-domain")
     assert 1 <= rec["metrics"]["modes"] <= 30 and rec["metrics"]["kl"] >= 0
     assert rec["reference"]["dataset"] == "stacked_fashion_mnist"
+
+
+def test_nfe_sweep_records_fid_against_nfe(env):
+    run = env / "ring"
+    assert main(["train", "configs/toy2d/flow.yaml", "train.budget.steps=50", "train.tensorboard=false",
+                 "data.n_points=2000", "--out", str(run), "--no-progress"]) == 0
+    assert main(["eval", str(run), "--nfe-sweep", "--solver", "euler,heun", "--nfe-list", "1,2,3,4", "-n", "200",
+                 "--metrics", "modes"]) == 0
+    rec = json.loads((run / "eval" / "sweep-n200-seed0.json").read_text())
+    assert [p["nfe"] for p in rec["curves"]["euler"]] == [1, 2, 3, 4]
+    assert [p["nfe"] for p in rec["curves"]["heun"]] == [1, 3]  # heun makes 2N - 1 evaluations

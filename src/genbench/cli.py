@@ -59,7 +59,25 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from genbench.evaluate import evaluate_run, format_record
+    from genbench.evaluate import SWEEP_NFE, evaluate_run, format_record, nfe_sweep
+
+    if args.nfe_sweep:
+        solvers = (args.solver or "").split(",") if args.solver else None
+        if not solvers:
+            raise GenbenchError("--nfe-sweep needs --solver NAME[,NAME...]", "e.g. --solver euler,heun,dpm++2m")
+        nfes = tuple(int(k) for k in args.nfe_list.split(",")) if args.nfe_list else SWEEP_NFE
+        path, record = nfe_sweep(Path(args.run), solvers, nfes, n=args.n, seed=args.seed,
+                                 metrics=args.metrics or "fid,kid", checkpoint=args.checkpoint,
+                                 use_ema=not args.raw, batch_size=args.batch_size,
+                                 extractor_kind=args.extractor, inception_weights=args.inception_weights,
+                                 ref_split=args.ref_split, device=args.device)
+        key = (args.metrics or "fid").split(",")[0]
+        key = {"modes": "hq_fraction", "prdc": "precision"}.get(key, key)
+        for solver, points in record["curves"].items():
+            print(f"{solver:>14}: " + "  ".join(f"NFE {p['nfe']}: {key} {p.get(key, float('nan')):.4g}"
+                                                for p in points))
+        print(f"-> {path}")
+        return 0
 
     path, record = evaluate_run(
         Path(args.run), checkpoint=args.checkpoint, metrics=args.metrics, n=args.n, solver=args.solver,
@@ -153,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local pt_inception-2015-12-05-6726825d.pth (or $GENBENCH_INCEPTION_WEIGHTS)")
     e.add_argument("--ref-split", choices=["train", "test"], default="train")
     e.add_argument("--no-floor", action="store_true", help="skip the real-data floor")
+    e.add_argument("--nfe-sweep", action="store_true",
+                   help="FID/KID against NFE for each --solver (comma list) over 1,2,4,...,1000")
+    e.add_argument("--nfe-list", default=None, help="NFE counts for --nfe-sweep (comma list)")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     e.add_argument("--overwrite", action="store_true", help="replace an existing eval JSON")
     e.set_defaults(func=cmd_eval)

@@ -237,3 +237,41 @@ def format_record(record: dict) -> str:
                      f"img/s at batch {sp['best_batch_size']}, NFE {sp['nfe']}, {sp['device']}")
     lines += [f"  warning: {w}" for w in record["warnings"]]
     return "\n".join(lines)
+
+
+SWEEP_NFE = (1, 2, 4, 8, 10, 16, 20, 32, 50, 100, 250, 1000)
+
+
+def nfe_sweep(run_dir: Path, solvers: list[str], nfes: tuple[int, ...] = SWEEP_NFE, n: int = 2000,
+              seed: int = 0, metrics: str = "fid,kid", **kwargs) -> tuple[Path, dict]:
+    """FID (and KID) against NFE for each solver, at the counts each solver can make exactly.
+
+    Each point is an ordinary evaluation (its own JSON with the protocol, reused if present); the
+    curve is written to ``<run>/eval/sweep-n<N>-seed<S>.json``. dopri5 contributes one point at
+    the NFE its tolerances lead to.
+    """
+    from genbench.solvers import allowed_nfe
+
+    run_dir = Path(run_dir)
+    curves: dict[str, list[dict]] = {}
+    for solver in solvers:
+        points = []
+        counts = [None] if solver == "dopri5" else [k for k in nfes if allowed_nfe(solver, k)]
+        for nfe in counts:
+            try:
+                _, rec = evaluate_run(run_dir, metrics=metrics, n=n, seed=seed, solver=solver, nfe=nfe,
+                                      floor=False, **kwargs)
+            except GenbenchError as err:
+                if "already exists" not in err.problem:
+                    raise
+                rec = json.loads(Path(err.problem.split(" already exists")[0]).read_text())
+            scores = {k: v for k, v in rec["metrics"].items() if isinstance(v, (int, float))}
+            points.append({"nfe": rec["sampling"]["nfe"], **scores, "images_per_s": rec["sampling"]["images_per_s"]})
+        curves[solver] = points
+    out = run_dir / "eval" / f"sweep-n{n}-seed{seed}.json"
+    previous = json.loads(out.read_text())["curves"] if out.exists() else {}
+    record = {"genbench_sweep": 1, "n": n, "seed": seed, "metrics": metrics, "curves": {**previous, **curves}}
+    from genbench.train.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(out, (json.dumps(record, indent=2) + "\n").encode())
+    return out, record
