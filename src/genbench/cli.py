@@ -40,7 +40,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = prepare_run_dir(run_dir, cfg, resume=args.resume, overwrite=args.overwrite)
     from genbench.train.loop import train
 
-    info = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
+    try:
+        info = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
+    except GenbenchError:
+        # a new run that failed before its first checkpoint (missing data, bad network size...)
+        # leaves nothing behind, so the corrected command can simply be run again
+        if not args.resume and not any((run_dir / "checkpoints").glob("ckpt-*.pt")):
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     print(f"trained {cfg.name}: {info['step']} steps, {info['images_seen']} images in "
           f"{info['train_seconds']:.0f} s -> {run_dir}")
     return 0
@@ -106,10 +115,41 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mark_best(args: argparse.Namespace) -> int:
+    from genbench.train.checkpoint import mark_best
+
+    run = Path(args.run)
+    if not (run / "config.yaml").is_file():
+        raise GenbenchError(f"{run} is not a genbench run (no config.yaml)", "give a directory made by `genbench train`")
+    print(mark_best(run / "checkpoints", args.step))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from genbench.report import build_report
+
+    paths = build_report([Path(r) for r in args.runs], Path(args.out), title=args.title,
+                         neighbours=not args.no_neighbours)
+    for kind in ("html", "md", "json"):
+        print(f"{kind:>4}: {paths[kind]}")
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from genbench.study import run_study
+
+    paths = run_study(args.preset, list(args.overrides), out=Path(args.out) if args.out else None,
+                      progress=not args.no_progress, data_dir=args.data_dir)
+    print(f"report: {paths['html']}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from genbench.demo import run_demo
 
-    run_demo(minutes=args.minutes, out=Path(args.out) if args.out else None, progress=not args.no_progress)
+    paths = run_demo(out=Path(args.out) if args.out else None, progress=not args.no_progress,
+                     overrides=list(args.overrides))
+    print(f"report: {paths['html']}")
     return 0
 
 
@@ -184,12 +224,52 @@ def build_parser() -> argparse.ArgumentParser:
                    help="download a dataset's official files (checksums verified)")
     d.set_defaults(func=cmd_data)
 
-    m = sub.add_parser("demo", parents=[common], help="train and sample the Fashion-MNIST presets briefly")
-    m.add_argument("--minutes", type=float, default=1.5, help="training minutes per family (default 1.5)")
-    m.add_argument("--out", help="folder for the demo runs (default runs/demo-<time>)")
+    b = sub.add_parser("mark-best", parents=[common], help="keep a checkpoint forever (pruning skips it)",
+                       description="Mark RUN's checkpoint at STEP as best: keep_last pruning never deletes it.")
+    b.add_argument("run", help="run directory")
+    b.add_argument("step", type=int, help="checkpoint step")
+    b.set_defaults(func=cmd_mark_best)
+
+    st = sub.add_parser("study", parents=[common], help="train GAN, diffusion and flow on one budget, evaluate, report",
+                        description="Train the three families under one matched budget, evaluate them with one "
+                                    "protocol (+ NFE sweeps) and write the report. Presets: configs/study/*.yaml "
+                                    "(fmnist-quick, fmnist, toy2d, cifar10, seed-cifar10-cars). Overrides such as "
+                                    "budget.minutes=5 seeds=3 eval.n=5000.")
+    st.add_argument("preset", help="study preset name or YAML file (configs/study/<name>.yaml)")
+    st.add_argument("overrides", nargs="*", metavar="key=value", help="override study keys, e.g. seeds=3")
+    st.add_argument("--out", help="study folder (default runs/study-<preset>); rerun to continue it")
+    st.add_argument("--data-dir", help="folder holding the dataset files")
+    st.add_argument("--no-progress", action="store_true", help="no progress display")
+    st.set_defaults(func=cmd_study)
+
+    c = sub.add_parser("compare", parents=[common], help="the study report from existing run directories",
+                       description="Build the report (HTML + Markdown) from evaluated runs; refuses runs whose "
+                                   "evaluation protocols differ, naming the field.")
+    c.add_argument("runs", nargs="+", metavar="RUN", help="run directories (each with eval/*.json)")
+    c.add_argument("-o", "--out", required=True, help="report folder")
+    c.add_argument("--title", default=None, help="report title")
+    c.add_argument("--no-neighbours", action="store_true", help="skip the nearest-training-image search")
+    c.set_defaults(func=cmd_compare)
+
+    m = sub.add_parser("demo", parents=[common], help="the study on Fashion-MNIST, sized for a 2-core laptop",
+                       description="`genbench study fmnist-quick`: three families, 2.5 minutes each, evaluated "
+                                   "and compared in runs/demo/report/report.html (about 20 minutes on 2 cores).")
+    m.add_argument("overrides", nargs="*", metavar="key=value", help="override study keys, e.g. budget.minutes=1")
+    m.add_argument("--out", help="study folder (default runs/demo)")
     m.add_argument("--no-progress", action="store_true")
     m.set_defaults(func=cmd_demo)
     return p
+
+
+def _os_error_line(err: OSError) -> str:
+    import errno
+
+    where = f" ({err.filename})" if err.filename else ""
+    fix = {errno.ENOSPC: "free disk space, then continue with --resume: earlier checkpoints are intact",
+           errno.EDQUOT: "free disk space, then continue with --resume: earlier checkpoints are intact",
+           errno.EACCES: "choose a location you may write to", errno.EPERM: "choose a location you may write to",
+           errno.EROFS: "choose a writable file system"}.get(err.errno, "check the path and try again")
+    return GenbenchError(f"{err.strerror or err}{where}", fix).line()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,6 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"genbench: error: {err.line()}", file=sys.stderr)
+        return 2
+    except OSError as err:   # the file system said no (disk full, read-only, permissions): one line too
+        if args.debug:
+            raise
+        print(f"genbench: error: {_os_error_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("genbench: interrupted", file=sys.stderr)

@@ -222,6 +222,8 @@ class TrainConfig(_Strict):
     grid_n: int = Field(64, ge=1)
     grid_seed: int = 0
     nonfinite: Literal["stop", "skip"] = "stop"
+    divergence_window: int = Field(10, ge=0)       # GAN: log lines with D loss below the threshold (0: off)
+    divergence_threshold: float = Field(0.01, gt=0)  # GAN: mean D loss counted as "pinned at 0"
     proxy_every: int | None = Field(None, ge=1)   # steps between proxy FID/KID (None: off)
     proxy_n: int = Field(2000, ge=10)             # samples per proxy evaluation
     tensorboard: bool = True

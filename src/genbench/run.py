@@ -21,7 +21,8 @@ from genbench.train.checkpoint import list_checkpoints, load_checkpoint
 
 # keys that may change when a run is resumed: how long it runs and how it reports
 RESUMABLE_KEYS = ("train.budget", "train.ckpt_every", "train.sample_every", "train.log_every",
-                  "train.device", "train.keep_last", "train.tensorboard")
+                  "train.device", "train.keep_last", "train.tensorboard", "train.divergence_window",
+                  "train.divergence_threshold")
 
 
 def prepare_run_dir(path: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> RunConfig:
@@ -30,7 +31,9 @@ def prepare_run_dir(path: Path, cfg: RunConfig, resume: bool, overwrite: bool) -
     Returns the config to train with: on resume, the run's own config with only the
     :data:`RESUMABLE_KEYS` taken from ``cfg``.
     """
-    exists = path.exists() and any(path.iterdir()) if path.is_dir() else path.exists()
+    # a temp file left by a kill during our own config write does not make the folder a run
+    exists = (any(not (p.name.startswith(".") and p.name.endswith(".tmp")) for p in path.iterdir())
+              if path.is_dir() else path.exists())
     if path.exists() and not path.is_dir():
         raise GenbenchError(f"run directory {path} is a file", "choose another --out")
     if resume:
@@ -48,8 +51,11 @@ def prepare_run_dir(path: Path, cfg: RunConfig, resume: bool, overwrite: bool) -
                                 "choose another --out")
         shutil.rmtree(path)
     try:
+        from genbench.train.checkpoint import atomic_write_bytes
+
         path.mkdir(parents=True, exist_ok=True)
-        (path / "config.yaml").write_text(dump_config(cfg))
+        # atomic: a kill here leaves no half-written config that --resume would trip over
+        atomic_write_bytes(path / "config.yaml", dump_config(cfg).encode())
     except OSError as err:
         raise GenbenchError(f"cannot create run directory {path}: {err.strerror or err}",
                             "choose a writable --out") from None
@@ -78,7 +84,8 @@ def _merge_resumable(saved: RunConfig, given: RunConfig) -> RunConfig:
                 f"cannot resume with a different '{key}' ({a.get(key)!r} in the run, {b.get(key)!r} given)",
                 f"only {', '.join(RESUMABLE_KEYS)} may change on resume; start a new run for other changes",
             )
-    for section in ("budget", "ckpt_every", "sample_every", "log_every", "device", "keep_last", "tensorboard"):
+    for key in RESUMABLE_KEYS:
+        section = key.split(".", 1)[1]
         tree["train"][section] = given.model_dump(mode="json")["train"][section]
     return build_config(tree)
 
@@ -143,6 +150,11 @@ def load_run(run_dir: Path, checkpoint: int | None = None, device: str = "auto")
     cfg = build_config(read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
     ckpts = list_checkpoints(run_dir / "checkpoints")
     if not ckpts:
+        unverified = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))
+        if unverified:   # a writer killed between the rename and the checksum
+            raise GenbenchError(f"run {run_dir} has no complete checkpoint: {unverified[-1].name} has no "
+                                ".sha256 checksum (its writer was interrupted)",
+                                "resume the run with `genbench train ... --resume` to write a verified one")
         raise GenbenchError(f"run {run_dir} has no checkpoint yet", "train it first, or wait for its first checkpoint")
     if checkpoint is None:
         checkpoint = max(ckpts)

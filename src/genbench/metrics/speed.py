@@ -28,7 +28,7 @@ def _timed(fn, device: torch.device) -> float:
 def measure_speed(method, nets, latent_shape, device: torch.device, solver: str | None, nfe: int | None,
                   batch_sizes: Sequence[int] = (16, 64, 256), repeats: int = 3) -> dict:
     def run(bs: int, seed: int) -> int:
-        return generate(method, nets, latent_shape, list(range(seed, seed + bs)), device, bs, solver, nfe)[1]
+        return generate(method, nets, latent_shape, list(range(seed, seed + bs)), device, bs, solver, nfe, bitwise=False)[1]
 
     nfe = run(1, 10**6)  # warm-up
     latency = statistics.median(_timed(lambda r=r: run(1, 10**6 + r), device) for r in range(repeats))

@@ -6,14 +6,25 @@ import json
 from pathlib import Path
 
 
+def _step_of(line: str) -> int | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return int(record.get("step", 0)) if isinstance(record, dict) else None
+
+
 class MetricsLogger:
     def __init__(self, run_dir: Path, resume_step: int, tensorboard: bool = True):
         self.path = run_dir / "metrics.jsonl"
         # On resume, drop what was logged after the checkpoint: those steps are run again.
+        # A line torn by a kill (the last one) is dropped too.
         if self.path.exists():
-            keep = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
-            self.path.write_text("".join(ln + "\n" for ln in keep))
+            keep = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) is not None
+                    and _step_of(ln) <= resume_step]
+            from genbench.train.checkpoint import atomic_write_bytes
+
+            atomic_write_bytes(self.path, "".join(ln + "\n" for ln in keep).encode())
         self.file = open(self.path, "a")
         self.tb = None
         if tensorboard:

@@ -9,6 +9,7 @@ checkpoint.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -68,6 +69,48 @@ class Budget:
         return max(parts)
 
 
+class DivergenceWatch:
+    """GAN divergence: D's loss pinned near 0 (it tells real from fake perfectly, so G gets no
+    useful gradient) for ``window`` consecutive log lines. Reported once, never fatal."""
+
+    def __init__(self, window: int, threshold: float):
+        self.window, self.threshold = window, threshold
+        self.streak, self.since, self.report = 0, None, None
+
+    def observe(self, step: int, d_loss: float | None) -> bool:
+        """Feed one log line's mean D loss; True when divergence is first detected."""
+        if not self.window or d_loss is None:
+            return False
+        if d_loss < self.threshold:
+            self.streak += 1
+            self.since = self.since if self.since is not None else step
+        else:
+            self.streak, self.since = 0, None
+        if self.report is None and self.streak >= self.window:
+            self.report = {
+                "step": step, "since_step": self.since,
+                "reason": f"GAN divergence: D loss below {self.threshold:g} for {self.streak} log lines "
+                          f"(steps {self.since}..{step}): D separates real from fake, G gets no signal",
+                "fix": "lower optim.D.lr, try method.loss=hinge or a spectral-norm D (nets.D.kind=resnet_d), "
+                       "or restart from an earlier checkpoint",
+            }
+            return True
+        return False
+
+    def state_dict(self) -> dict:
+        import json
+
+        return {"streak": self.streak, "since": -1 if self.since is None else self.since,
+                "report": json.dumps(self.report)}
+
+    def load_state_dict(self, state: dict) -> None:
+        import json
+
+        self.streak, since = int(state["streak"]), int(state["since"])
+        self.since = None if since < 0 else since
+        self.report = json.loads(state["report"])
+
+
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -104,6 +147,11 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
     latent_shape = method.latent_shape(tuple(data.shape), nets)
     ckpt_dir = run_dir / "checkpoints"
     step, images_seen, seconds, skipped = 0, 0, 0.0, 0
+    # log averages over the steps since the last log line, and the GAN divergence watch: both
+    # are checkpointed, so that a resumed run logs exactly what an uninterrupted one logs
+    sums: dict[str, torch.Tensor] = {}
+    n_logged = 0
+    watch = DivergenceWatch(tcfg.divergence_window, tcfg.divergence_threshold) if "D" in cfg.players() else None
 
     if resume and list_checkpoints(ckpt_dir):
         last = max(list_checkpoints(ckpt_dir))
@@ -121,6 +169,11 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
         _set_rng_state(state["rng"])
         step, images_seen = int(state["step"]), int(state["images_seen"])
         seconds, skipped = float(state["seconds"]), int(state.get("skipped", 0))
+        log_state = state.get("log") or {}
+        sums = {k: v.to(device) for k, v in log_state.get("sums", {}).items()}
+        n_logged = int(log_state.get("n", 0))
+        if watch is not None and "divergence" in state:
+            watch.load_state_dict(state["divergence"])
 
     def checkpoint() -> Path:
         state = {
@@ -132,7 +185,10 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
             "optim": {p: o.state_dict() for p, o in opts.items()},
             "sched": {p: s.state_dict() for p, s in scheds.items()},
             "sampler": sampler.state_dict(), "rng": _rng_state(),
+            "log": {"sums": {k: torch.as_tensor(v).detach().clone() for k, v in sums.items()}, "n": n_logged},
         }
+        if watch is not None:
+            state["divergence"] = watch.state_dict()
         return save_checkpoint(state, ckpt_dir, step, tcfg.keep_last)
 
     grid_seeds = list(range(tcfg.grid_seed, tcfg.grid_seed + tcfg.grid_n))
@@ -170,6 +226,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
                  "verified_official": data.verified, "n": len(data), "shape": list(data.shape)},
         "params": {p: count_params(n) for p, n in nets.items()}, "environment": environment(),
     }
+    if watch is not None:
+        info["divergence"] = watch.report
     write_run_json(run_dir, info)
     bar = None
     if progress:
@@ -177,13 +235,29 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
 
         bar = tqdm(total=1000, desc=cfg.name, unit="‰", dynamic_ncols=True, leave=True,
                    bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
-    sums: dict[str, torch.Tensor] = {}
-    n_logged, t_log, img_log = 0, time.time(), images_seen
+    t_log, img_log = time.time(), images_seen
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.precision == "bf16")
     for net in nets.values():
         net.train()
     session_start = time.time() - seconds
     last_ckpt_step = step if resume else -1
+
+    def warn(line: str) -> None:
+        if bar is not None:
+            bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr)
+
+    def nonfinite(what: str) -> None:
+        if tcfg.nonfinite == "skip":
+            return
+        kept = list_checkpoints(ckpt_dir)
+        where = f"last good checkpoint {kept[max(kept)]} kept" if kept else "no checkpoint yet"
+        info.update({"status": "stopped: non-finite", "step": step, "skipped_updates": skipped})
+        write_run_json(run_dir, info)
+        raise GenbenchError(f"{what}; training stopped, {where}",
+                            "lower the learning rate, set grad_clip, or set train.nonfinite=skip")
+
     try:
         while budget.fraction(step, images_seen, time.time() - session_start) < 1:
             x = y = None
@@ -199,13 +273,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
                     losses = method.loss(nets, player, x, y)
                 loss = losses["loss"]
                 if not torch.isfinite(loss).item():
-                    if tcfg.nonfinite == "stop":
-                        kept = list_checkpoints(ckpt_dir)
-                        where = f"last good checkpoint {kept[max(kept)]} kept" if kept else "no checkpoint yet"
-                        raise GenbenchError(
-                            f"non-finite {player} loss at step {step}; training stopped, {where}",
-                            "lower the learning rate, set grad_clip, or set train.nonfinite=skip",
-                        )
+                    nonfinite(f"non-finite {player} loss at step {step}")
                     skipped += 1
                     opts[player].zero_grad(set_to_none=True)
                     continue
@@ -213,6 +281,11 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
                 loss.backward()
                 clip = cfg.optim[player].grad_clip
                 gnorm = torch.nn.utils.clip_grad_norm_(nets[player].parameters(), clip or float("inf"))
+                if not torch.isfinite(gnorm).item():   # a finite loss can still give inf/NaN gradients
+                    nonfinite(f"non-finite {player} gradient at step {step}")
+                    skipped += 1
+                    opts[player].zero_grad(set_to_none=True)
+                    continue
                 opts[player].step()
                 for key, value in losses.items():
                     name = f"loss/{player}" if key == "loss" else key
@@ -233,6 +306,14 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
                           "skipped": skipped}
                 record.update({k: float(v) / n_logged for k, v in sums.items()})
                 record.update({f"lr/{p}": o.param_groups[0]["lr"] for p, o in opts.items()})
+                if watch is not None:
+                    news = watch.observe(step, record.get("loss/D"))
+                    if watch.report is not None:
+                        record["divergence"] = watch.report["reason"]
+                    if news:
+                        info["divergence"] = watch.report
+                        write_run_json(run_dir, info)
+                        warn(f"genbench: warning: {watch.report['reason']} (fix: {watch.report['fix']})")
                 logger.log(record)
                 sums, n_logged, t_log, img_log = {}, 0, now, images_seen
                 if bar is not None:
@@ -252,6 +333,15 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
             checkpoint()
         if step % tcfg.sample_every != 0:
             sample_grid()
+    except (GenbenchError, OSError) as err:
+        if info["status"] == "running":   # record why the run stopped (nonfinite() already did)
+            what = err.line() if isinstance(err, GenbenchError) else f"{err.strerror or err}"
+            info.update({"status": f"failed: {what}", "step": step, "skipped_updates": skipped})
+            try:
+                write_run_json(run_dir, info)
+            except OSError:
+                pass   # the disk may be full: the error itself still reaches the user
+        raise
     finally:
         logger.close()
         if bar is not None:
