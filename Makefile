@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test install data lint clean-venv
+.PHONY: demo test install data browser lint clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,10 +30,22 @@ data: install
 		$(BIN)/genbench data --download fashion_mnist; \
 	fi
 
+# Headless Chromium for the report's browser test: Debian's package where apt is available (root);
+# elsewhere that one test skips.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "Chromium: found"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1; then \
+		echo "Chromium: installed by apt"; \
+	else \
+		echo "Chromium: not available (the browser test of the report will skip)"; \
+	fi
+
 demo: data
 	$(BIN)/genbench demo
 
-test: data
+test: data browser
 	$(BIN)/python -m pytest
 
 lint: install

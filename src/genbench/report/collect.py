@@ -1,0 +1,229 @@
+"""Read run directories into typed records and check that their evaluations can stand side by side.
+
+A run directory (see ``genbench.run``) gives ``config.yaml``, ``run.json``, ``metrics.jsonl``,
+``samples/grid-*.png`` and ``eval/*.json`` (single evaluations and ``sweep-*.json`` NFE curves).
+Nothing here imports torch: a report can be rebuilt anywhere from the files alone.
+
+Two evaluations are comparable only under the same protocol (:data:`PROTOCOL_FIELDS`): the same
+feature extractor and weights, the same reference set (dataset, classes, split, count, content
+hash), the same number of generated samples and first seed, and speed measured on the same device.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from genbench.errors import GenbenchError
+
+FAMILY_NAMES = {"gan": "GAN", "diffusion": "diffusion", "flow": "flow"}
+
+# (field name shown to the user, how to read it from an eval record)
+PROTOCOL_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("extractor.name", ("extractor", "name")),
+    ("extractor.weights_sha256", ("extractor", "weights_sha256")),
+    ("reference.dataset", ("reference", "dataset")),
+    ("reference.classes", ("reference", "classes")),
+    ("reference.split", ("reference", "split")),
+    ("reference.n", ("reference", "n")),
+    ("reference.fingerprint", ("reference", "fingerprint")),
+    ("sampling.n", ("sampling", "n")),
+    ("sampling.first_seed", ("sampling", "seeds", 0)),
+)
+SPEED_FIELD = ("speed.device", ("speed", "device"))
+
+
+def _get(record: dict, path: tuple) -> object:
+    node: object = record
+    for part in path:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return None
+    return node
+
+
+def protocol_of(record: dict) -> dict[str, object]:
+    out = {name: _get(record, path) for name, path in PROTOCOL_FIELDS}
+    if isinstance(out["reference.classes"], list):
+        out["reference.classes"] = tuple(out["reference.classes"])
+    return out
+
+
+def protocol_key(record: dict) -> tuple:
+    return tuple(json.dumps(v, sort_keys=True, default=str) for v in protocol_of(record).values())
+
+
+@dataclass
+class RunRecord:
+    """One run directory, read back."""
+
+    path: Path
+    name: str
+    family: str                      # gan | diffusion | flow
+    config: dict
+    info: dict                       # run.json
+    log: list[dict]                  # metrics.jsonl
+    grids: list[Path]                # samples/grid-*.png, by step
+    evals: list[dict] = field(default_factory=list)    # eval/*.json single evaluations (with "_path")
+    sweeps: list[dict] = field(default_factory=list)   # eval/sweep-*.json
+    main_eval: dict | None = None    # the evaluation chosen for the report
+
+    @property
+    def seed(self) -> int | None:
+        return self.config.get("seed")
+
+    @property
+    def group_key(self) -> str:
+        """Runs that differ only in name and seed are repeats of one setting."""
+        cfg = {k: v for k, v in self.config.items() if k not in ("name", "seed")}
+        return json.dumps(cfg, sort_keys=True, default=str)
+
+    @property
+    def data_kind(self) -> str:
+        shape = (self.info.get("data") or {}).get("shape")
+        if shape is not None:
+            return "points" if len(shape) == 1 else "image"
+        return "points" if (self.config.get("data") or {}).get("name") in ("ring", "grid") else "image"
+
+    @property
+    def sample_params(self) -> int | None:
+        params = self.info.get("params") or (self.main_eval or {}).get("params") or {}
+        return params.get("G", params.get("model"))
+
+    @property
+    def total_params(self) -> int | None:
+        params = self.info.get("params") or (self.main_eval or {}).get("params") or {}
+        return sum(params.values()) if params else None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise GenbenchError(f"cannot read {path}: {err}", "the file is damaged; re-create it") from None
+
+
+def read_log(path: Path) -> list[dict]:
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by an interrupted run
+    return rows
+
+
+def read_run(path: Path) -> RunRecord:
+    path = Path(path)
+    if not (path / "config.yaml").is_file():
+        raise GenbenchError(f"{path} is not a genbench run (no config.yaml)",
+                            "give directories made by `genbench train` or `genbench study`")
+    config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    info = _read_json(path / "run.json") if (path / "run.json").is_file() else {}
+    family = (config.get("method") or {}).get("kind") or info.get("method")
+    if family not in FAMILY_NAMES:
+        raise GenbenchError(f"{path}: unknown method kind {family!r}", "give runs of gan, diffusion or flow")
+    rec = RunRecord(path=path, name=config.get("name") or path.name, family=family, config=config, info=info,
+                    log=read_log(path / "metrics.jsonl"),
+                    grids=sorted((path / "samples").glob("grid-*.png")))
+    for p in sorted((path / "eval").glob("*.json")):
+        data = _read_json(p)
+        data["_path"] = str(p)
+        if "genbench_sweep" in data:
+            rec.sweeps.append(data)
+        elif "genbench_eval" in data:
+            rec.evals.append(data)
+    return rec
+
+
+def _preference(record: dict) -> tuple:
+    """Among evaluations under one protocol: the full one (with floor), the latest step, the most metrics."""
+    return (record.get("floor") is not None, (record.get("checkpoint") or {}).get("step") or 0,
+            len(record.get("metrics") or {}), record.get("speed") is not None, record.get("created") or "")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, str) and len(value) > 16:
+        return value[:12] + "…"
+    return str(value)
+
+
+def choose_common_evals(runs: list[RunRecord]) -> dict[str, object]:
+    """Pick, for every run, an evaluation under one shared protocol; refuse when there is none.
+
+    Returns the shared protocol. Raises GenbenchError naming the first differing field.
+    """
+    missing = [r for r in runs if not r.evals]
+    if missing:
+        raise GenbenchError(f"run {missing[0].path} has no evaluation (no eval/*.json)",
+                            f"evaluate it first: genbench eval {missing[0].path} -n 2000 --metrics fid,kid,is,prdc,speed")
+    # the full evaluations (with the real-data floor) where every run has one; quick ones (NFE sweeps,
+    # earlier checkpoints) only when some run has nothing else
+    full = all(any(e.get("floor") is not None for e in r.evals) for r in runs)
+    pool = {id(r): [e for e in r.evals if e.get("floor") is not None or not full] for r in runs}
+    keys = [{protocol_key(e) for e in pool[id(r)]} for r in runs]
+    common = set.intersection(*keys)
+    if not common:
+        latest = [max(pool[id(r)], key=_preference) for r in runs]
+        protos = [protocol_of(e) for e in latest]
+        for name, _ in PROTOCOL_FIELDS:
+            values = [p[name] for p in protos]
+            if len({json.dumps(v, default=str) for v in values}) > 1:
+                detail = ", ".join(f"{r.path.name}: {_fmt(v)}" for r, v in zip(runs, values, strict=True))
+                raise GenbenchError(
+                    f"cannot compare: the evaluations differ in {name} ({detail})",
+                    "evaluate every run under one protocol, e.g. genbench eval RUN -n 5000 for each run")
+        raise GenbenchError("cannot compare: no single protocol is shared by every run's evaluations",
+                            "evaluate every run with the same -n, --seed and extractor")
+    # the shared protocol with the most samples
+    n_at = [name for name, _ in PROTOCOL_FIELDS].index("sampling.n")
+    best = max(common, key=lambda k: json.loads(k[n_at]) or 0)
+    for r in runs:
+        r.main_eval = max((e for e in pool[id(r)] if protocol_key(e) == best), key=_preference)
+    devices = {(r.main_eval.get("speed") or {}).get("device") for r in runs if r.main_eval.get("speed")}
+    if len(devices) > 1:
+        detail = ", ".join(f"{r.path.name}: {(r.main_eval.get('speed') or {}).get('device')}" for r in runs)
+        raise GenbenchError(f"cannot compare: speed was measured on different devices ({detail})",
+                            "evaluate with --metrics ...,speed on one machine for every run")
+    return protocol_of(runs[0].main_eval)
+
+
+def common_sweeps(runs: list[RunRecord]) -> tuple[dict[str, dict], list[str]]:
+    """NFE sweeps that share (n, seed) across the runs that have one: {run path: sweep}; notes on the rest."""
+    having = [r for r in runs if r.sweeps]
+    notes: list[str] = []
+    if not having:
+        return {}, notes
+    keys = [{(s.get("n"), s.get("seed")) for s in r.sweeps} for r in having]
+    common = set.intersection(*keys)
+    if not common:
+        detail = ", ".join(f"{r.path.name}: n={sorted(k[0] for k in ks)}" for r, ks in zip(having, keys, strict=True))
+        notes.append(f"NFE sweeps left out: no common sample count and seed ({detail})")
+        return {}, notes
+    n, seed = max(common, key=lambda k: k[0] or 0)
+    return {str(r.path): next(s for s in r.sweeps if (s.get("n"), s.get("seed")) == (n, seed)) for r in having}, notes
+
+
+def mean_ci(values: list[float]) -> tuple[float, float | None]:
+    """Mean and half-width of the 95% confidence interval (Student t); None for a single value."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return float("nan"), None
+    m = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return m, None
+    from scipy.stats import t
+
+    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+    return m, float(t.ppf(0.975, len(vals) - 1) * sd / math.sqrt(len(vals)))

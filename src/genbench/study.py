@@ -1,0 +1,249 @@
+"""`genbench study`: train a GAN, a diffusion and a flow model under one matched budget, evaluate them
+under one protocol, sweep the samplers' NFE, and write the report.
+
+A study preset (``configs/study/<name>.yaml``, validated by :class:`StudyConfig`) names the three run
+presets, the budget that replaces each run's ``train.budget`` (wall-clock minutes, images seen, ...),
+the number of training seeds, the evaluation protocol and the NFE sweeps. Rerunning a study in the
+same folder continues it: finished runs and existing evaluations are reused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from genbench.errors import GenbenchError
+
+Family = Literal["gan", "diffusion", "flow"]
+STUDY_ROOTS = (Path.cwd() / "configs" / "study", Path(__file__).resolve().parents[2] / "configs" / "study")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StudyBudget(_Strict):
+    """The one budget every family trains under (the first limit reached stops training)."""
+
+    minutes: float | None = Field(None, gt=0)
+    kimg: float | None = Field(None, gt=0)
+    steps: int | None = Field(None, ge=1)
+    epochs: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _any(self) -> StudyBudget:
+        if all(v is None for v in (self.minutes, self.kimg, self.steps, self.epochs)):
+            raise ValueError("set one of minutes, kimg, steps, epochs")
+        return self
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class StudyEval(_Strict):
+    n: int = Field(2000, ge=2)
+    seed: int = 0
+    metrics: str | None = None            # None: fid,kid,is,prdc,speed for images; modes,prdc,speed for 2-D
+    batch_size: int = Field(256, ge=1)
+    nfe: dict[Family, int] = Field(default_factory=dict)        # per family; default: the run's own
+    solver: dict[Family, str] = Field(default_factory=dict)
+    history_n: int | None = Field(None, ge=2)   # also score every kept checkpoint on this many samples
+
+
+class StudySweep(_Strict):
+    n: int = Field(500, ge=2)
+    # family -> solver -> NFE counts
+    solvers: dict[Family, dict[str, list[int]]] = Field(default_factory=dict)
+
+
+class StudyConfig(_Strict):
+    name: str
+    description: str = ""
+    runs: dict[Family, str]                                     # family -> run preset (configs/<name>.yaml)
+    overrides: dict[str, list[str]] = Field(default_factory=dict)   # "all" or a family -> key=value
+    datasets: list[str] | None = None                           # one study per data.name (toy2d: ring, grid)
+    budget: StudyBudget
+    seeds: int = Field(1, ge=1, le=20)
+    eval: StudyEval = Field(default_factory=StudyEval)
+    sweep: StudySweep | None = None
+    neighbours: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> StudyConfig:
+        if len(self.runs) < 2:
+            raise ValueError("a study needs at least two families in runs")
+        bad = set(self.overrides) - {"all", *self.runs}
+        if bad:
+            raise ValueError(f"overrides for unknown families {sorted(bad)}; use 'all' or one of {sorted(self.runs)}")
+        return self
+
+
+def resolve_study(name: str) -> Path:
+    path = Path(name)
+    if path.is_file():
+        return path
+    for root in STUDY_ROOTS:
+        cand = root / f"{name}.yaml"
+        if cand.is_file():
+            return cand
+    names = sorted({p.stem for r in STUDY_ROOTS if r.is_dir() for p in r.glob("*.yaml")})
+    raise GenbenchError(f"study preset '{name}' not found", f"give a YAML file or one of: {', '.join(names)}")
+
+
+def load_study(name: str, overrides: list[str] = ()) -> tuple[StudyConfig, Path]:
+    from genbench.config import parse_overrides, read_yaml, set_dotted
+
+    path = resolve_study(name)
+    tree = read_yaml(path)
+    pairs = parse_overrides(list(overrides))
+    if any(k.startswith("budget.") or k == "budget" for k, _ in pairs):
+        tree["budget"] = {}     # a budget given on the command line replaces the preset's, not adds to it
+    for key, value in pairs:
+        set_dotted(tree, key, value)
+    try:
+        return StudyConfig.model_validate(tree), path
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "study"
+        raise GenbenchError(f"study {path}: {where}: {first['msg']}",
+                            "valid keys: name, runs, overrides, datasets, budget, seeds, eval, sweep, neighbours") \
+            from None
+
+
+class Progress:
+    """Stage lines with elapsed time; each training shows its own live bar."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.done, self.enabled, self.t0 = total, 0, enabled, time.time()
+
+    def stage(self, text: str) -> None:
+        self.done += 1
+        if self.enabled:
+            mins, secs = divmod(int(time.time() - self.t0), 60)
+            print(f"[{self.done}/{self.total} {mins:02d}:{secs:02d}] {text}", flush=True)
+
+
+def _existing_eval(err: GenbenchError) -> dict | None:
+    if "already exists" not in err.problem:
+        return None
+    return json.loads(Path(err.problem.split(" already exists")[0]).read_text())
+
+
+def _train(study: StudyConfig, family: str, seed: int, run_dir: Path, extra: list[str], progress: bool) -> None:
+    import yaml
+
+    from genbench.cli import resolve_config
+    from genbench.config import load_config
+    from genbench.run import prepare_run_dir
+    from genbench.train.loop import train
+
+    info_path = run_dir / "run.json"
+    if info_path.is_file() and json.loads(info_path.read_text()).get("status") == "finished":
+        saved = (yaml.safe_load((run_dir / "config.yaml").read_text()).get("train") or {}).get("budget") or {}
+        if {k: v for k, v in saved.items() if v is not None} == study.budget.as_dict():
+            return                               # done in an earlier call of the same study
+        # a different budget: continue the run under it (genbench train --resume)
+    budget = json.dumps(study.budget.as_dict())
+    overrides = [*study.overrides.get("all", []), *study.overrides.get(family, []), *extra,
+                 f"seed={seed}", f"name={study.name}-{family}-s{seed}", f"train.budget={budget}"]
+    cfg = load_config(resolve_config(study.runs[family]), overrides)
+    resume = (run_dir / "config.yaml").is_file()
+    cfg = prepare_run_dir(run_dir, cfg, resume=resume, overwrite=False)
+    train(cfg, run_dir, resume=resume, progress=progress)
+
+
+def _evaluate(study: StudyConfig, family: str, run_dir: Path, progress: bool) -> dict:
+    from genbench.evaluate import evaluate_run, format_record
+
+    is_points = len(json.loads((run_dir / "run.json").read_text())["data"]["shape"]) == 1
+    metrics = study.eval.metrics or ("modes,prdc,speed" if is_points else "fid,kid,is,prdc,speed")
+    try:
+        _, rec = evaluate_run(run_dir, metrics=metrics, n=study.eval.n, seed=study.eval.seed,
+                              solver=study.eval.solver.get(family), nfe=study.eval.nfe.get(family),
+                              batch_size=study.eval.batch_size, progress=progress)
+    except GenbenchError as err:
+        rec = _existing_eval(err)
+        if rec is None:
+            raise
+    if progress:
+        print(format_record(rec), flush=True)
+    if study.eval.history_n:
+        from genbench.train.checkpoint import list_checkpoints
+
+        quick = "modes,prdc" if is_points else "fid,kid"
+        for step in sorted(list_checkpoints(run_dir / "checkpoints")):
+            try:
+                evaluate_run(run_dir, checkpoint=step, metrics=quick, n=study.eval.history_n, seed=study.eval.seed,
+                             solver=study.eval.solver.get(family), nfe=study.eval.nfe.get(family),
+                             batch_size=study.eval.batch_size, floor=False, progress=progress)
+            except GenbenchError as err:
+                if _existing_eval(err) is None:
+                    raise
+    return rec
+
+
+def _sweep(study: StudyConfig, family: str, run_dir: Path) -> None:
+    from genbench.evaluate import nfe_sweep
+
+    is_points = len(json.loads((run_dir / "run.json").read_text())["data"]["shape"]) == 1
+    for solver, nfes in study.sweep.solvers.get(family, {}).items():
+        nfe_sweep(run_dir, [solver], tuple(nfes), n=study.sweep.n, seed=study.eval.seed,
+                  metrics="modes,prdc" if is_points else "fid,kid", batch_size=study.eval.batch_size)
+
+
+def run_study(name: str, overrides: list[str] = (), out: Path | None = None, progress: bool = True,
+              data_dir: str | None = None) -> dict[str, Path]:
+    """Train, evaluate, sweep and report; returns the (last) report's paths, plus ``reports``."""
+    study, source = load_study(name, overrides)
+    out = Path(out) if out else Path("runs") / f"study-{study.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "study.json").write_text(json.dumps({"source": str(source), **study.model_dump()}, indent=2) + "\n")
+    datasets = study.datasets or [None]
+    families = list(study.runs)
+    n_sweeps = sum(1 for f in families if study.sweep and study.sweep.solvers.get(f))
+    per_set = study.seeds * len(families) * 2 + n_sweeps * study.seeds + 1
+    bar = Progress(per_set * len(datasets), progress)
+    if progress:
+        sets = f" on {', '.join(datasets)}" if study.datasets else ""
+        print(f"study {study.name}{sets}: {', '.join(families)} x {study.seeds} seed(s), budget "
+              f"{study.budget.as_dict()} each; evaluation on {study.eval.n} samples"
+              + (f", NFE sweeps on {study.sweep.n}" if study.sweep else "") + f" -> {out}", flush=True)
+    reports: dict[str, Path] = {}
+    paths: dict[str, Path] = {}
+    for ds in datasets:
+        base = out / ds if ds else out
+        extra = [f"data.name={ds}"] if ds else []
+        if data_dir:
+            extra.append(f"data.root={data_dir}")
+        run_dirs = []
+        for seed in range(study.seeds):
+            for fam in families:
+                run_dir = base / f"{fam}-s{seed}"
+                bar.stage(f"train {fam}{f' on {ds}' if ds else ''} (seed {seed}, budget {study.budget.as_dict()})"
+                          f" -> {run_dir}")
+                _train(study, fam, seed, run_dir, extra, progress)
+                run_dirs.append(run_dir)
+        for run_dir in run_dirs:
+            fam = run_dir.name.rsplit("-s", 1)[0]
+            bar.stage(f"evaluate {run_dir.name}: {study.eval.n} samples")
+            _evaluate(study, fam, run_dir, progress)
+            if study.sweep and study.sweep.solvers.get(fam):
+                bar.stage(f"NFE sweep {run_dir.name}: {study.sweep.solvers[fam]} at {study.sweep.n} samples")
+                _sweep(study, fam, run_dir)
+        bar.stage("report")
+        from genbench.report import build_report
+
+        info = {"preset": study.name, "budget": study.budget.as_dict(), "seeds": study.seeds,
+                "eval": study.eval.model_dump(), "sweep": study.sweep.model_dump() if study.sweep else None}
+        if ds:
+            info["dataset"] = ds
+        paths = build_report(run_dirs, base / "report", title=f"genbench study {study.name}" + (f" ({ds})" if ds else ""),
+                             study=info, neighbours=study.neighbours)
+        reports[ds or study.name] = paths["html"]
+        if progress:
+            print(f"report -> {paths['html']}", flush=True)
+    return {**paths, "reports": reports}

@@ -1,0 +1,77 @@
+"""`genbench study`: presets validate and match the budget; a tiny 2-D study runs end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from genbench.cli import main, resolve_config
+from genbench.config import load_config
+from genbench.errors import GenbenchError
+from genbench.study import STUDY_ROOTS, load_study
+
+PRESETS = ("fmnist-quick", "fmnist", "toy2d", "cifar10", "seed-cifar10-cars")
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_validate_and_give_every_family_the_same_budget(name):
+    study, _ = load_study(name)
+    budget = json.dumps(study.budget.as_dict())
+    budgets = set()
+    for fam, preset in study.runs.items():
+        cfg = load_config(resolve_config(preset), [*study.overrides.get("all", []), *study.overrides.get(fam, []),
+                                                   f"train.budget={budget}"])
+        assert cfg.method.kind == fam
+        budgets.add(json.dumps(cfg.train.budget.model_dump(), sort_keys=True))
+        if name == "seed-cifar10-cars":
+            assert cfg.data.classes == ["automobile"]
+    assert len(budgets) == 1
+
+
+def test_all_presets_are_listed():
+    found = {p.stem for r in STUDY_ROOTS if r.is_dir() for p in r.glob("*.yaml")}
+    assert set(PRESETS) <= found
+
+
+def test_overrides_replace_the_budget_and_bad_keys_are_refused():
+    study, _ = load_study("fmnist-quick", ["budget.kimg=50", "seeds=3", "eval.n=1000"])
+    assert study.budget.as_dict() == {"kimg": 50} and study.seeds == 3 and study.eval.n == 1000
+    with pytest.raises(GenbenchError, match="seedz"):
+        load_study("fmnist-quick", ["seedz=3"])
+    with pytest.raises(GenbenchError, match="not found"):
+        load_study("no-such-study")
+
+
+def test_tiny_toy_study_end_to_end(tmp_path, capsys):
+    out = tmp_path / "study"
+    args = ["study", "toy2d", "budget.steps=10", "datasets=[ring]", "eval.n=100", "sweep.n=100",
+            "eval.metrics=modes,prdc", "eval.nfe={diffusion: 8, flow: 8}", "eval.history_n=50",
+            "overrides.all=[train.tensorboard=false, data.n_points=2000, train.grid_n=100, train.log_every=10, "
+            "train.ckpt_every=5, train.batch_size=64, sample.nfe=8]",
+            "sweep.solvers={diffusion: {ddim: [2, 4]}, flow: {euler: [2, 4]}}", "--out", str(out), "--no-progress"]
+    assert main(args) == 0, capsys.readouterr().err
+    report = out / "ring" / "report"
+    summary = json.loads((report / "report.json").read_text())
+    assert summary["labels"] == ["GAN", "diffusion", "flow"]
+    assert all("modes" in summary["values"][lb] for lb in summary["labels"])
+    assert summary["protocol"]["sampling.n"] == 100
+    answers = {a["question"]: a for a in summary["answers"]}
+    assert "high-quality fraction" in answers["best quality"]["evidence"]    # no FID on 2-D data
+    html = (report / "report.html").read_text()
+    assert "hq-fraction-vs-nfe" in html and "quality-vs-time" not in html   # no FID on 2-D data
+    assert 'id="quality-over-training"' in html                 # checkpoints 10 and 20 at eval.history_n
+    assert len(list((out / "ring" / "flow-s0" / "eval").glob("eval-step5-*-n50-*.json"))) == 1
+    for fam in ("gan", "diffusion", "flow"):
+        info = json.loads((out / "ring" / f"{fam}-s0" / "run.json").read_text())
+        assert info["status"] == "finished" and info["step"] == 10
+    # a second call continues the study: nothing is trained again
+    mtime = (out / "ring" / "gan-s0" / "run.json").stat().st_mtime
+    assert main(args) == 0
+    assert (out / "ring" / "gan-s0" / "run.json").stat().st_mtime == mtime
+    # a larger budget continues the runs from their checkpoints
+    assert main([a if a != "budget.steps=10" else "budget.steps=15" for a in args]) == 0
+    info = json.loads((out / "ring" / "gan-s0" / "run.json").read_text())
+    assert info["step"] == 15
+    summary = json.loads((report / "report.json").read_text())
+    assert {r["step"] for r in summary["runs"]} == {15}
