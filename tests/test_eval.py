@@ -6,21 +6,9 @@ import json
 
 import pytest
 
-from fileformats import make_idx_dataset
 from genbench.cli import main
-from genbench.data import sources
 from genbench.errors import GenbenchError
 from genbench.evaluate import parse_metrics
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("GENBENCH_DATA", str(tmp_path / "nodata"))
-    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(sources, "SYSTEM_DATASETS_DIR", tmp_path / "nosystem")
-    make_idx_dataset(tmp_path / "fmnist", n_train=64, n_test=16)
-    return tmp_path
 
 
 def test_toy_eval_counts_modes_and_writes_the_protocol(env, capsys):

@@ -15,9 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from fileformats import make_idx_dataset
 from genbench.cli import main
-from genbench.data import sources
 from genbench.report.collect import mean_ci
 from genbench.report.plots import pareto_front
 from genbench.report.verdicts import CLEAR_MARGIN, derive
@@ -34,16 +32,6 @@ BASE_METRICS = {
 SPEED = {"gan": (1100.0, 0.002, 1), "diffusion": (20.0, 0.15, 50), "flow": (22.0, 0.14, 50)}
 REFERENCE = {"dataset": "fashion_mnist", "split": "train", "classes": None, "n": 64, "fingerprint": "ab" * 32,
              "verified_official": False, "extractor": "domain-fashion_mnist-v1", "extractor_sha256": "cd" * 32}
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("GENBENCH_DATA", str(tmp_path / "nodata"))
-    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(sources, "SYSTEM_DATASETS_DIR", tmp_path / "nosystem")
-    make_idx_dataset(tmp_path / "fmnist", n_train=64, n_test=16)
-    return tmp_path
 
 
 def _grid_png(path: Path, n: int, seed: int) -> None:
