@@ -11,6 +11,14 @@ from genbench.errors import GenbenchError
 from genbench.evaluate import parse_metrics
 
 
+def train_tiny_gan(env, run, *extra: str) -> None:
+    """A 2-step DCGAN run on the small Fashion-MNIST files of the ``env`` fixture."""
+    assert main(["train", "configs/fmnist/gan.yaml", "nets.G.ch=8", "nets.G.z_dim=8", "nets.D.ch=8",
+                 f"data.root={env / 'fmnist'}", "data.download=false", "train.batch_size=8",
+                 "train.budget={steps: 2}", "train.tensorboard=false", "train.grid_n=4", *extra,
+                 "--out", str(run), "--no-progress"]) == 0
+
+
 def test_toy_eval_counts_modes_and_writes_the_protocol(env, capsys):
     run = env / "ring"
     assert main(["train", "configs/toy2d/flow.yaml", "train.budget.steps=400", "train.tensorboard=false",
@@ -33,10 +41,7 @@ def test_toy_eval_counts_modes_and_writes_the_protocol(env, capsys):
 
 def test_image_eval_with_the_domain_classifier(env, capsys):
     run = env / "img"
-    assert main(["train", "configs/fmnist/gan.yaml", "nets.G.ch=8", "nets.G.z_dim=8", "nets.D.ch=8",
-                 f"data.root={env / 'fmnist'}", "data.download=false", "train.batch_size=8",
-                 "train.budget={steps: 2}", "train.tensorboard=false", "train.grid_n=4",
-                 "--out", str(run), "--no-progress"]) == 0
+    train_tiny_gan(env, run)
     assert main(["eval", str(run), "-n", "40", "--metrics", "fid,kid,is,prdc,speed"]) == 0
     (path,) = (run / "eval").glob("*.json")
     rec = json.loads(path.read_text())
@@ -62,10 +67,7 @@ def test_metric_names_are_checked():
 
 def test_proxy_scores_are_logged_during_training(env):
     run = env / "proxy"
-    assert main(["train", "configs/fmnist/gan.yaml", "nets.G.ch=8", "nets.G.z_dim=8", "nets.D.ch=8",
-                 f"data.root={env / 'fmnist'}", "data.download=false", "train.batch_size=8",
-                 "train.budget={steps: 4}", "train.tensorboard=false", "train.grid_n=4", "train.proxy_every=2",
-                 "train.proxy_n=24", "--out", str(run), "--no-progress"]) == 0
+    train_tiny_gan(env, run, "train.budget={steps: 4}", "train.proxy_every=2", "train.proxy_n=24")
     rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     proxy = [r for r in rows if "proxy/fid@24" in r]
     assert [r["step"] for r in proxy] == [2, 4]
@@ -74,11 +76,7 @@ def test_proxy_scores_are_logged_during_training(env):
 
 def test_stacked_fashion_mnist_counts_the_1000_modes(env):
     run = env / "stacked"
-    assert main(["train", "configs/fmnist/gan.yaml", "nets.G.ch=8", "nets.G.z_dim=8", "nets.D.ch=8",
-                 "data.name=stacked_fashion_mnist", "data.n_points=64",
-                 f"data.root={env / 'fmnist'}", "data.download=false", "train.batch_size=8",
-                 "train.budget={steps: 2}", "train.tensorboard=false", "train.grid_n=4",
-                 "--out", str(run), "--no-progress"]) == 0
+    train_tiny_gan(env, run, "data.name=stacked_fashion_mnist", "data.n_points=64")
     assert main(["eval", str(run), "-n", "30", "--metrics", "fid,modes"]) == 0
     (path,) = (run / "eval").glob("*.json")
     rec = json.loads(path.read_text())
