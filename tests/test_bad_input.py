@@ -254,6 +254,14 @@ def test_resume_refusals(env, capsys, trained):
     refused(toy_args("flow", env / "plain", 4, "--resume"), capsys, env, "is not a genbench run")
 
 
+def test_dopri5_tolerance_refusals(env, capsys, trained):
+    run = copy_run(trained, "flow", env)
+    refused(["sample", str(run), "-n", "2", "--solver", "euler", "--nfe", "2", "--tol", "1e-3"], capsys, env,
+            "--tol is dopri5's tolerance", "--solver dopri5")
+    refused(["eval", str(run), "-n", "2", "--solver", "dopri5", "--tol", "2"], capsys, env,
+            "--tol must be between 0 and 1", "1e-4")
+
+
 def test_mark_best_of_missing_step(env, capsys, trained):
     run = copy_run(trained, "flow", env)
     refused(["mark-best", str(run), "5"], capsys, env, "no complete checkpoint at step 5", "[2]")

@@ -94,3 +94,18 @@ def test_nfe_sweep_records_fid_against_nfe(env):
     rec = json.loads((run / "eval" / "sweep-n200-seed0.json").read_text())
     assert [p["nfe"] for p in rec["curves"]["euler"]] == [1, 2, 3, 4]
     assert [p["nfe"] for p in rec["curves"]["heun"]] == [1, 3]  # heun makes 2N - 1 evaluations
+
+
+def test_dopri5_tolerance_is_an_option_recorded_and_named(env):
+    """--tol sets dopri5's rtol = atol: a looser tolerance spends fewer evaluations, lands in its own
+    file (never overwriting another tolerance's result) and is recorded (refusals: test_bad_input)."""
+    run = env / "ring-tol"
+    assert main(["train", "configs/toy2d/flow.yaml", "train.budget.steps=30", "train.tensorboard=false",
+                 "data.n_points=2000", "--out", str(run), "--no-progress"]) == 0
+    for tol in ("1e-2", "1e-6"):
+        assert main(["eval", str(run), "--solver", "dopri5", "--tol", tol, "-n", "100", "--metrics", "modes",
+                     "--no-floor"]) == 0
+    loose, tight = (json.loads(next((run / "eval").glob(f"*dopri5-tol{t}-*.json")).read_text())
+                    for t in ("0.01", "1e-06"))
+    assert loose["sampling"]["options"] == {"rtol": 0.01, "atol": 0.01}
+    assert loose["sampling"]["nfe"] < tight["sampling"]["nfe"]

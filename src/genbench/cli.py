@@ -12,6 +12,7 @@ from genbench.errors import GenbenchError
 SOLVER_HELP = ("ddpm (ancestral), ddim, euler, heun, midpoint, rk4, heun_ve, karras_sde, dpm++2m, dpm++2s, "
                "unipc, euler_maruyama, dopri5 (default: the run's)")
 CONFIG_ROOTS = (Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs")
+TOL_HELP = "dopri5's relative and absolute tolerance (default 1e-5)"
 
 
 def resolve_config(name: str) -> Path:
@@ -61,7 +62,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     paths = sample_run(Path(args.run), n=args.n, seed=args.seed, batch_size=args.batch_size,
                        use_ema=not args.raw, solver=args.solver, nfe=args.nfe,
                        checkpoint=args.checkpoint, out=Path(args.out) if args.out else None,
-                       formats=args.format.split(","), overwrite=args.overwrite, device=args.device)
+                       formats=args.format.split(","), overwrite=args.overwrite, device=args.device,
+                       tol=args.tol)
     for p in paths:
         print(p)
     return 0
@@ -79,7 +81,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                  metrics=args.metrics or "fid,kid", checkpoint=args.checkpoint,
                                  use_ema=not args.raw, batch_size=args.batch_size,
                                  extractor_kind=args.extractor, inception_weights=args.inception_weights,
-                                 ref_split=args.ref_split, device=args.device)
+                                 ref_split=args.ref_split, device=args.device, tol=args.tol)
         key = (args.metrics or "fid").split(",")[0]
         key = {"modes": "hq_fraction", "prdc": "precision"}.get(key, key)
         for solver, points in record["curves"].items():
@@ -92,7 +94,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         Path(args.run), checkpoint=args.checkpoint, metrics=args.metrics, n=args.n, solver=args.solver,
         nfe=args.nfe, use_ema=not args.raw, batch_size=args.batch_size, seed=args.seed,
         extractor_kind=args.extractor, inception_weights=args.inception_weights, ref_split=args.ref_split,
-        floor=not args.no_floor, device=args.device, overwrite=args.overwrite)
+        floor=not args.no_floor, device=args.device, overwrite=args.overwrite, tol=args.tol)
     print(format_record(record))
     print(f"-> {path}")
     return 0
@@ -184,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     s.add_argument("--solver", default=None, help=SOLVER_HELP)
     s.add_argument("--nfe", type=int, default=None, help="network evaluations (default: the run's)")
+    s.add_argument("--tol", type=float, default=None, help=TOL_HELP)
     s.add_argument("--checkpoint", type=int, default=None, help="checkpoint step (default: latest)")
     s.add_argument("-o", "--out", help="output path without extension (default: in RUN/samples/)")
     s.add_argument("--format", default="png,npz", help="png, npz or png,npz (default)")
@@ -204,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--solver", default=None, help=SOLVER_HELP)
     e.add_argument("--nfe", type=int, default=None, help="network evaluations (default: the run's)")
+    e.add_argument("--tol", type=float, default=None, help=TOL_HELP)
     e.add_argument("--raw", action="store_true", help="raw weights instead of the EMA")
     e.add_argument("--extractor", choices=["domain", "inception"], default=None,
                    help="feature network (default: domain classifier for (Fashion-)MNIST, else Inception-v3)")

@@ -68,7 +68,8 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
                  solver: str | None = None, nfe: int | None = None, use_ema: bool = True,
                  batch_size: int = 256, seed: int = 0, extractor_kind: str | None = None,
                  inception_weights: str | None = None, ref_split: str = "train", floor: bool = True,
-                 device: str = "auto", overwrite: bool = False, progress: bool = True) -> tuple[Path, dict]:
+                 device: str = "auto", overwrite: bool = False, progress: bool = True,
+                 tol: float | None = None) -> tuple[Path, dict]:
     from genbench.run import environment, load_run
 
     t_start = time.perf_counter()
@@ -79,9 +80,10 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
     chosen = parse_metrics(metrics, loaded.data_kind, stacked)
     if n < 2:
         raise GenbenchError(f"-n must be at least 2 (got {n})", "use e.g. -n 10000")
-    from genbench.sample_cmd import resolve_solver
+    from genbench.sample_cmd import resolve_solver, solver_options, tol_tag
 
     solver, nfe_req = resolve_solver(cfg, solver, nfe)
+    opts = solver_options(solver, tol)
 
     # everything that can fail cheaply fails before sampling
     extractor = None
@@ -95,7 +97,7 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
         if stacked:
             extractor = ChannelStacked(extractor)
     solver_name = solver or "generator"
-    nfe_tag = str(nfe_req or "")
+    nfe_tag = str(nfe_req or "") + tol_tag(opts)
     out = _out_path(run_dir, loaded.step, solver_name, nfe_tag, n, seed, not use_ema,
                     extractor.name if extractor else "points")
     if out.exists() and not overwrite:
@@ -106,7 +108,7 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
     nets = loaded.sampling_nets(use_ema)
     t0 = time.perf_counter()
     x, nfe = generate(loaded.method, nets, loaded.latent_shape, list(range(seed, seed + n)), loaded.device,
-                      batch_size, solver, nfe_req)
+                      batch_size, solver, nfe_req, **opts)
     sample_seconds = time.perf_counter() - t0
     t_scores = time.perf_counter()
     warnings: list[str] = []
@@ -175,7 +177,7 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
         "checkpoint": {"step": loaded.step, "images_seen": loaded.images_seen,
                        "train_seconds": info.get("train_seconds")},
         "weights": "ema" if use_ema and loaded.ema is not None else "raw",
-        "sampling": {"solver": solver_name, "nfe": nfe, "n": n, "seeds": [seed, seed + n - 1],
+        "sampling": {"solver": solver_name, "nfe": nfe, "n": n, "options": opts, "seeds": [seed, seed + n - 1],
                      "batch_size": batch_size, "seconds": sample_seconds, "images_per_s": n / sample_seconds},
         "extractor": extractor_info, "reference": reference, "metrics": scores, "floor": floor_scores,
         "speed": speed, "warnings": warnings,
@@ -243,13 +245,14 @@ SWEEP_NFE = (1, 2, 4, 8, 10, 16, 20, 32, 50, 100, 250, 1000)
 
 
 def nfe_sweep(run_dir: Path, solvers: list[str], nfes: tuple[int, ...] = SWEEP_NFE, n: int = 2000,
-              seed: int = 0, metrics: str = "fid,kid", **kwargs) -> tuple[Path, dict]:
+              seed: int = 0, metrics: str = "fid,kid", tol: float | None = None, **kwargs) -> tuple[Path, dict]:
     """FID (and KID) against NFE for each solver, at the counts each solver can make exactly.
 
     Each point is an ordinary evaluation (its own JSON with the protocol, reused if present); the
     curve is written to ``<run>/eval/sweep-n<N>-seed<S>.json``. dopri5 contributes one point at
-    the NFE its tolerances lead to.
+    the NFE its tolerance ``tol`` (rtol = atol; default 1e-5) leads to.
     """
+    from genbench.sample_cmd import DOPRI5_TOL
     from genbench.solvers import allowed_nfe
 
     run_dir = Path(run_dir)
@@ -260,13 +263,14 @@ def nfe_sweep(run_dir: Path, solvers: list[str], nfes: tuple[int, ...] = SWEEP_N
         for nfe in counts:
             try:
                 _, rec = evaluate_run(run_dir, metrics=metrics, n=n, seed=seed, solver=solver, nfe=nfe,
-                                      floor=False, **kwargs)
+                                      floor=False, tol=tol if solver == "dopri5" else None, **kwargs)
             except GenbenchError as err:
                 if "already exists" not in err.problem:
                     raise
                 rec = json.loads(Path(err.problem.split(" already exists")[0]).read_text())
             scores = {k: v for k, v in rec["metrics"].items() if isinstance(v, (int, float))}
-            points.append({"nfe": rec["sampling"]["nfe"], **scores, "images_per_s": rec["sampling"]["images_per_s"]})
+            points.append({"nfe": rec["sampling"]["nfe"], **scores, "images_per_s": rec["sampling"]["images_per_s"],
+                           **({"tol": tol or DOPRI5_TOL} if solver == "dopri5" else {})})
         curves[solver] = points
     out = run_dir / "eval" / f"sweep-n{n}-seed{seed}.json"
     previous = json.loads(out.read_text())["curves"] if out.exists() else {}

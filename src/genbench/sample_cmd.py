@@ -28,11 +28,11 @@ def resolve_solver(cfg, solver: str | None, nfe: int | None) -> tuple[str | None
         raise GenbenchError(f"method '{kind}' has no solver '{solver}'", f"choose one of {', '.join(valid)}")
     solver = solver if solver not in (None, "default") else (
         cfg.sample.solver if cfg.sample.solver != "default" else cfg.method.solver)
-    nfe = nfe or cfg.sample.nfe or cfg.method.nfe
-    if solver == "dopri5":
-        if nfe is not None and nfe != cfg.method.nfe:
+    if solver == "dopri5":  # the run's own NFE (for its default solver) does not apply
+        if nfe is not None:
             raise GenbenchError("dopri5 chooses its own steps: it takes no --nfe", "drop --nfe for dopri5")
         return solver, None
+    nfe = nfe or cfg.sample.nfe or cfg.method.nfe
     from genbench.solvers import allowed_nfe
 
     if solver == "ddpm" and nfe is None:
@@ -45,10 +45,30 @@ def resolve_solver(cfg, solver: str | None, nfe: int | None) -> tuple[str | None
     return solver, nfe
 
 
+DOPRI5_TOL = 1e-5  # sample_dopri5's default rtol = atol
+
+
+def solver_options(solver: str | None, tol: float | None) -> dict:
+    """Extra solver options from the command line: only dopri5 has one (its rtol = atol)."""
+    if tol is None:
+        return {}
+    if solver != "dopri5":
+        raise GenbenchError(f"--tol is dopri5's tolerance; solver '{solver}' takes a fixed --nfe",
+                            "drop --tol, or use --solver dopri5")
+    if not 0 < tol < 1:
+        raise GenbenchError(f"--tol must be between 0 and 1 (got {tol})", "e.g. --tol 1e-4")
+    return {"rtol": tol, "atol": tol}
+
+
+def tol_tag(opts: dict) -> str:
+    """File-name tag of a non-default dopri5 tolerance ('' for the default)."""
+    return f"-tol{opts['rtol']:g}" if opts else ""
+
+
 def sample_run(run: Path, n: int, seed: int = 0, batch_size: int = 256, use_ema: bool = True,
                solver: str | None = None, nfe: int | None = None, checkpoint: int | None = None,
                out: Path | None = None, formats: list[str] = ("png", "npz"), overwrite: bool = False,
-               device: str = "auto") -> list[Path]:
+               device: str = "auto", tol: float | None = None) -> list[Path]:
     if n < 1 or batch_size < 1:
         raise GenbenchError(f"-n and --batch-size must be positive (got {n}, {batch_size})", "e.g. -n 64")
     bad = [f for f in formats if f not in ("png", "npz")]
@@ -56,8 +76,9 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int = 256, use_ema:
         raise GenbenchError(f"unknown output format {bad or formats}", "use --format png, npz or png,npz")
     loaded = load_run(run, checkpoint, device)
     solver, nfe = resolve_solver(loaded.cfg, solver, nfe)
+    opts = solver_options(solver, tol)
     stem = out or run / "samples" / (
-        f"generated-step{loaded.step}-{solver or 'generator'}{nfe or ''}-seed{seed}-n{n}"
+        f"generated-step{loaded.step}-{solver or 'generator'}{nfe or ''}{tol_tag(opts)}-seed{seed}-n{n}"
         + ("-raw" if not use_ema else ""))
     paths = [stem.with_name(stem.name + f".{f}") for f in formats]
     existing = [p for p in paths if p.exists()]
@@ -69,7 +90,7 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int = 256, use_ema:
         raise GenbenchError(f"cannot write to {stem.parent}: {err.strerror}", "choose a writable -o") from None
     seeds = list(range(seed, seed + n))
     x, nfe = generate(loaded.method, loaded.sampling_nets(use_ema), loaded.latent_shape, seeds,
-                      loaded.device, batch_size, solver, nfe)
+                      loaded.device, batch_size, solver, nfe, **opts)
     for path in paths:
         if path.suffix == ".png":
             if loaded.data_kind == "points":

@@ -3,17 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
 from genbench.noise import SeededNoise
 
-# CPU kernels pick their blocking by batch size (MKL sgemm by row count, oneDNN's transposed
-# convolutions by batch), which changes the low bits of a sample with its batch-mates. Padding
-# every CPU batch to a multiple of PAD_TO rows and using the native convolutions makes a seed's
-# sample bitwise the same whatever the batch size.
+# CPU kernels pick their blocking by batch size (MKL sgemm by row count, oneDNN convolutions by
+# batch), which changes the low bits of a sample with its batch-mates. Padding every CPU batch to
+# a multiple of PAD_TO rows makes a seed's sample bitwise the same whatever the batch size; oneDNN's
+# transposed convolutions stay batch-dependent even then, so nets that have one run on the native
+# kernels (2.5x slower for the UNets, which have none and keep oneDNN).
 PAD_TO = 16
+
+
+def _has_transposed_conv(nets: dict[str, nn.Module]) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvTransposeNd) for net in nets.values() for m in net.modules())
+
+
+@contextmanager
+def fast_layout(nets: dict[str, nn.Module], image: bool):
+    """Channels-last weights for image nets while sampling (1.3x on CPU oneDNN, the usual layout on
+    GPU tensor cores), restored afterwards so a training loop's own nets are left as they were."""
+    if not image:
+        yield
+        return
+    for net in nets.values():
+        net.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for net in nets.values():
+            net.to(memory_format=torch.contiguous_format)
 
 
 def generate(method, nets: dict[str, nn.Module], latent_shape: Sequence[int], seeds: Sequence[int],
@@ -27,6 +49,8 @@ def generate(method, nets: dict[str, nn.Module], latent_shape: Sequence[int], se
     """
     device = torch.device(device)
     pad = bitwise and device.type == "cpu"
+    native = pad and _has_transposed_conv(nets)
+    image = len(latent_shape) == 3
     out, used = [], 0
     for start in range(0, len(seeds), batch_size):
         chunk = list(seeds[start:start + batch_size])
@@ -35,10 +59,13 @@ def generate(method, nets: dict[str, nn.Module], latent_shape: Sequence[int], se
             chunk += [-1 - k for k in range(PAD_TO - n % PAD_TO)]  # dummy streams, dropped below
         noise = SeededNoise(chunk, device)
         x_init = noise.randn(latent_shape)
+        if image:
+            x_init = x_init.contiguous(memory_format=torch.channels_last)
         was = torch.backends.mkldnn.enabled
-        torch.backends.mkldnn.enabled = was and not pad
+        torch.backends.mkldnn.enabled = was and not native
         try:
-            result = method.sample(nets, x_init, solver=solver, nfe=nfe, noise=noise.randn_like, **opts)
+            with fast_layout(nets, image):
+                result = method.sample(nets, x_init, solver=solver, nfe=nfe, noise=noise.randn_like, **opts)
         finally:
             torch.backends.mkldnn.enabled = was
         out.append(result.x[:n].float().cpu())
