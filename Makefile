@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test install data browser lint clean-venv
+.PHONY: demo test install data browser lint clean-venv bench-deps
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -47,6 +47,13 @@ demo: data
 
 test: data browser
 	$(BIN)/python -m pytest
+
+# Peers for the benchmarks (diffusers, denoising-diffusion-pytorch, torchcfm): the '.[bench]' extra,
+# constrained to the venv's torch/torchvision so that pip can never replace them.
+bench-deps: install
+	printf '%s\n' $(TORCH) > $(VENV)/bench-constraints.txt
+	$(BIN)/python -m pip install --quiet -c $(VENV)/bench-constraints.txt -e '.[bench]'
+	$(BIN)/python -m pip show torch | grep '^Version'
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

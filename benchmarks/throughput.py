@@ -1,0 +1,471 @@
+"""Training and sampling throughput, FLOPs and MFU of genbench beside peers of matched size.
+
+For each preset (a diffusion or flow UNet preset, e.g. ``fmnist/ddpm``, ``cifar10/ddpm``) it
+measures, in one process and on one device:
+
+* genbench's real training step: the training loop's per-step body (``genbench.train.loop``):
+  a batch from ``InMemoryData.batch`` through the epoch ``BatchSampler``, ``method.loss`` under the
+  loop's autocast, the non-finite checks, backward, gradient clipping, the optimiser from
+  ``make_optimizer``, the lr schedule and the EMA update; and the same network in a bare step
+  (loss, backward, clip, Adam) like the peers';
+* peers doing the same step at a matched parameter count (within ~10%): for diffusion,
+  eps-prediction MSE on a noised batch with diffusers' ``UNet2DModel`` + ``DDPMScheduler.add_noise``
+  and lucidrains' ``Unet`` inside ``GaussianDiffusion`` (``objective='pred_noise'``, linear
+  betas; its forward returns the loss); for flow, torchcfm's ``ConditionalFlowMatcher`` with the
+  diffusers UNet. Same batch size, image shape, batches, precision, Adam and grad clip 1.0;
+* FLOPs per image of one forward+backward of the training loss
+  (``torch.utils.flop_counter.FlopCounterMode``: matmuls, convolutions, attention; elementwise
+  work is not counted), and MFU = FLOPs/image x images/s / the device's bf16 dense peak;
+* sampling images/s with the preset's sampler (solver and NFE); peers with their own DDIM
+  (diffusers ``DDIMScheduler``, lucidrains ``sampling_timesteps``) or Euler at the same NFE.
+
+Timings exclude ``--warmup`` steps and synchronise CUDA before reading the clock. Data are
+image-shaped synthetic uint8 images in the preset's shape (throughput does not depend on the
+pixels; ``--real-data`` loads the preset's dataset instead). Peers that are not installed are
+skipped with a line saying so (``make bench-deps`` installs them).
+
+    .venv/bin/python benchmarks/throughput.py fmnist/ddpm --steps 50
+    .venv/bin/python benchmarks/throughput.py fmnist/ddpm cifar10/ddpm --device cuda --bf16 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # lucidrains' sampler draws a progress bar per call
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from genbench.cli import resolve_config  # noqa: E402
+from genbench.config import load_config  # noqa: E402
+from genbench.data.base import InMemoryData  # noqa: E402
+from genbench.data.sampler import BatchSampler  # noqa: E402
+from genbench.methods import build_method  # noqa: E402
+from genbench.nets import build_net, count_params  # noqa: E402
+from genbench.sampling import generate  # noqa: E402
+from genbench.train.ema import make_ema  # noqa: E402
+from genbench.train.loop import make_optimizer  # noqa: E402
+from genbench.train.lr import lr_factor  # noqa: E402
+
+# Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from the vendors' data sheets; the first
+# entry whose key is in torch.cuda.get_device_name() wins, so the more specific names come first.
+PEAK_BF16_TFLOPS = [
+    ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("GH200", 989.0), ("H200", 989.0), ("H100", 989.0),
+    ("H800", 989.0), ("A100", 312.0), ("A800", 312.0), ("L40S", 362.0), ("L4", 121.0),
+]
+IMAGE_SHAPES = {"fashion_mnist": (1, 28, 28), "mnist": (1, 28, 28), "stacked_fashion_mnist": (3, 28, 28),
+                "cifar10": (3, 32, 32)}
+GRAD_CLIP = 1.0
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_tflops(device: torch.device, given: float | None) -> tuple[float | None, str]:
+    if given:
+        return given, "--peak-tflops"
+    if device.type != "cuda":
+        return None, "no peak known for a CPU (pass --peak-tflops)"
+    name = torch.cuda.get_device_name(device)
+    for key, peak in PEAK_BF16_TFLOPS:
+        if key in name:
+            return peak, f"{key} bf16 dense"
+    return None, f"no peak known for {name!r} (pass --peak-tflops)"
+
+
+def synthetic_data(shape: tuple[int, ...], n: int, device: torch.device) -> InMemoryData:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
+    data = InMemoryData(x=x, y=None, kind="image", name="synthetic", class_names=None,
+                        source="synthetic uint8 images", fingerprint="synthetic")
+    data.x = data.x.to(device)
+    return data
+
+
+def data_for(cfg, device: torch.device, real: bool, batch_size: int) -> InMemoryData:
+    if real:
+        from genbench.data import load_dataset
+
+        data = load_dataset(cfg.data)
+        data.x = data.x.to(device)
+        data.y = data.y.to(device) if data.y is not None else None
+        return data
+    if cfg.data.name not in IMAGE_SHAPES:
+        raise SystemExit(f"throughput: no image shape known for dataset {cfg.data.name!r}; use --real-data")
+    return synthetic_data(IMAGE_SHAPES[cfg.data.name], max(4 * batch_size, 256), device)
+
+
+# ---------------------------------------------------------------------------------------------
+# peers
+
+def diffusers_unet(net_cfg, shape: tuple[int, ...]):
+    """diffusers' UNet2DModel laid out as genbench's UNet (Ho et al. 2020): same widths per level,
+    residual blocks per level, attention resolutions, GroupNorm groups, one attention head."""
+    from diffusers import UNet2DModel
+
+    c, h, _ = shape
+    widths = [net_cfg.ch * m for m in net_cfg.ch_mult]
+    attn = [h // 2**i in net_cfg.attn_resolutions for i in range(len(widths))]
+    return UNet2DModel(
+        sample_size=h, in_channels=c, out_channels=c, block_out_channels=tuple(widths),
+        layers_per_block=net_cfg.num_res_blocks, norm_num_groups=net_cfg.groups, dropout=net_cfg.dropout,
+        attention_head_dim=None,   # one head of the full width, as genbench's num_heads=1
+        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn),
+        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)))
+
+
+def lucidrains_unet(net_cfg, shape: tuple[int, ...], target: int):
+    """lucidrains' Unet with its own block design (dim_mults as genbench's ch_mult) and the base
+    width ``dim`` whose parameter count is closest to ``target``."""
+    from denoising_diffusion_pytorch import Unet
+
+    def build(dim: int, device: str = "meta"):
+        with torch.device(device):
+            return Unet(dim=dim, dim_mults=tuple(net_cfg.ch_mult), channels=shape[0], dropout=net_cfg.dropout)
+
+    # dim must be even (its sinusoidal time embedding has 2 * (dim // 2) features)
+    lo, hi = 2, 4 * net_cfg.ch
+    while lo < hi:   # smallest dim/2 with at least target parameters (the count grows with dim)
+        mid = (lo + hi) // 2
+        if count_params(build(2 * mid)) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    best = min((2 * k for k in (lo - 1, lo) if k >= 2), key=lambda d: abs(count_params(build(d)) - target))
+    return build(best, "cpu"), best
+
+
+# ---------------------------------------------------------------------------------------------
+# one row of the table
+
+class Row:
+    def __init__(self, library: str, model: str, params: int, loss_fn: Callable, opt_step: Callable,
+                 sample_fn: Callable | None, sampler: str, nfe: int | None, note: str = ""):
+        self.library, self.model, self.params = library, model, params
+        self.loss_fn, self.opt_step, self.sample_fn = loss_fn, opt_step, sample_fn
+        self.sampler, self.nfe, self.note = sampler, nfe, note
+
+
+def flops_per_image(loss_fn: Callable, batch: int, autocast) -> float:
+    """FLOPs of one forward + backward of the training loss, per image."""
+    with FlopCounterMode(display=False) as counter:
+        with autocast:
+            loss = loss_fn()
+        loss.backward()
+    return counter.get_total_flops() / batch
+
+
+def timed(fn: Callable, n: int, warmup: int, device: torch.device) -> float:
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def bare_step(net: torch.nn.Module, loss_fn: Callable, autocast, device: torch.device) -> Callable:
+    """loss -> backward -> clip -> Adam, the step every peer runs."""
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, fused=True if device.type == "cuda" else None)
+
+    def step():
+        with autocast:
+            loss = loss_fn()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), GRAD_CLIP)
+        opt.step()
+    return step
+
+
+def measure_preset(preset: str, args, device: torch.device) -> dict:
+    overrides = [f"train.batch_size={args.batch_size}"] if args.batch_size else []
+    cfg = load_config(resolve_config(preset), overrides)
+    if cfg.method.kind not in ("diffusion", "flow") or cfg.nets["model"].kind != "unet":
+        raise SystemExit(f"throughput: {preset} is not a UNet diffusion or flow preset")
+    batch = cfg.train.batch_size
+    precision = "bf16" if args.bf16 else "fp32"
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+    torch.manual_seed(cfg.seed)
+    data = data_for(cfg, device, args.real_data, batch)
+    shape = tuple(data.shape)
+    method = build_method(cfg.method)
+    net_cfg = cfg.nets["model"]
+    sampler_name = cfg.sample.solver or cfg.method.solver
+    nfe = cfg.sample.nfe or cfg.method.nfe
+    T = getattr(cfg.method, "T", 1000)
+    sample_n = args.sample_n or batch
+    feed = BatchSampler(len(data), batch, seed=cfg.seed)
+
+    def next_batch():
+        x, _ = data.batch(feed.next(), cfg.data.hflip, feed.generator)
+        return x
+
+    fixed_x = next_batch()
+    rows: list[Row] = []
+
+    # --- genbench, the training loop's step
+    net = build_net(net_cfg, shape, None).to(device)
+    nets = {"model": net}
+    opt = make_optimizer(net, cfg.optim["model"], device)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg.optim["model"].schedule, len(data) / batch, None))
+    ema = make_ema(net, cfg.train.ema, batch)
+    sums: dict[str, torch.Tensor] = {}
+    clip = cfg.optim["model"].grad_clip
+    n_params = count_params(net)
+
+    def genbench_step():
+        x = next_batch()
+        net.requires_grad_(True)
+        with autocast:
+            losses = method.loss(nets, "model", x, None)
+        loss = losses["loss"]
+        if not torch.isfinite(loss).item():
+            raise RuntimeError("non-finite loss")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip or float("inf"))
+        if not torch.isfinite(gnorm).item():
+            raise RuntimeError("non-finite gradient")
+        opt.step()
+        for key, value in losses.items():
+            sums[key] = sums.get(key, 0) + value.detach().float()
+        sched.step()
+        if ema is not None:
+            ema.update_parameters(net)
+
+    def genbench_sample(n: int):
+        net.eval()
+        try:
+            with autocast:
+                generate(method, nets, shape, list(range(n)), device, batch_size=n, solver=sampler_name,
+                         nfe=nfe, bitwise=False)
+        finally:
+            net.train()
+
+    genbench_loss = lambda: method.loss(nets, "model", fixed_x, None)["loss"]  # noqa: E731
+    rows.append(Row("genbench", f"UNet ch={net_cfg.ch} mult={net_cfg.ch_mult}", n_params, genbench_loss,
+                    genbench_step, genbench_sample, sampler_name, nfe,
+                    "training loop step (+ EMA, lr schedule, non-finite checks)"))
+    bare_net = copy.deepcopy(net)
+    bare_nets = {"model": bare_net}
+    bare_loss = lambda: method.loss(bare_nets, "model", next_batch(), None)["loss"]  # noqa: E731
+    rows.append(Row("genbench (bare)", "same UNet", n_params,
+                    lambda: method.loss(bare_nets, "model", fixed_x, None)["loss"],
+                    bare_step(bare_net, bare_loss, autocast, device), None, "", None,
+                    "loss, backward, clip, Adam (the peers' step)"))
+
+    skipped: list[str] = []
+    # --- diffusers
+    diffusers_ok = True
+    try:
+        import diffusers  # noqa: F401
+    except ImportError:
+        diffusers_ok = False
+        skipped.append("diffusers: not installed (make bench-deps) -- skipped")
+    if diffusers_ok and cfg.method.kind == "diffusion":
+        from diffusers import DDIMScheduler, DDPMScheduler
+
+        sched_kw = dict(num_train_timesteps=T, beta_schedule="linear", beta_start=cfg.method.beta_start,
+                        beta_end=cfg.method.beta_end)
+        if cfg.method.schedule != "linear":
+            sched_kw["beta_schedule"] = "squaredcos_cap_v2"
+        unet = diffusers_unet(net_cfg, shape).to(device)
+        ddpm = DDPMScheduler(**sched_kw)
+        ddpm.alphas_cumprod = ddpm.alphas_cumprod.to(device)
+
+        def dif_loss(x=None):
+            x = next_batch() if x is None else x
+            noise = torch.randn_like(x)
+            t = torch.randint(0, T, (x.shape[0],), device=device)
+            return F.mse_loss(unet(ddpm.add_noise(x, noise, t), t).sample.float(), noise)
+
+        ddim = DDIMScheduler(**sched_kw)
+
+        @torch.inference_mode()
+        def dif_sample(n: int):
+            unet.eval()
+            ddim.set_timesteps(nfe or 50)
+            x = torch.randn(n, *shape, device=device)
+            with autocast:
+                for t in ddim.timesteps:
+                    x = ddim.step(unet(x, t.to(device)).sample, t, x).prev_sample
+            unet.train()
+
+        rows.append(Row("diffusers", "UNet2DModel (genbench's layout) + DDPMScheduler", count_params(unet),
+                        lambda: dif_loss(fixed_x), bare_step(unet, dif_loss, autocast, device), dif_sample,
+                        "DDIMScheduler", nfe or 50))
+    if diffusers_ok and cfg.method.kind == "flow":
+        try:
+            from torchcfm import ConditionalFlowMatcher
+        except ImportError:
+            skipped.append("torchcfm: not installed (make bench-deps) -- skipped")
+        else:
+            unet = diffusers_unet(net_cfg, shape).to(device)
+            fm = ConditionalFlowMatcher(sigma=getattr(cfg.method, "sigma_min", 0.0))
+
+            def cfm_loss(x=None):
+                x = next_batch() if x is None else x
+                t, xt, ut = fm.sample_location_and_conditional_flow(torch.randn_like(x), x)
+                return F.mse_loss(unet(xt, t * 1000).sample.float(), ut)
+
+            @torch.inference_mode()
+            def cfm_sample(n: int):
+                unet.eval()
+                steps = nfe or 50
+                x = torch.randn(n, *shape, device=device)
+                with autocast:
+                    for k in range(steps):
+                        t = torch.full((n,), k / steps, device=device)
+                        x = x + unet(x, t * 1000).sample.float() / steps
+                unet.train()
+
+            rows.append(Row("torchcfm", "ConditionalFlowMatcher + diffusers UNet2DModel", count_params(unet),
+                            lambda: cfm_loss(fixed_x), bare_step(unet, cfm_loss, autocast, device), cfm_sample,
+                            "Euler", nfe or 50))
+    elif cfg.method.kind == "flow":
+        skipped.append("torchcfm: needs diffusers for its UNet (make bench-deps) -- skipped")
+
+    # --- lucidrains
+    if cfg.method.kind == "diffusion":
+        try:
+            from denoising_diffusion_pytorch import GaussianDiffusion
+        except ImportError:
+            skipped.append("denoising-diffusion-pytorch: not installed (make bench-deps) -- skipped")
+        else:
+            luc_net, dim = lucidrains_unet(net_cfg, shape, n_params)
+            if cfg.method.schedule != "linear":
+                schedule = "cosine"
+            else:
+                schedule = "linear"
+            gd = GaussianDiffusion(luc_net, image_size=tuple(shape[1:]), timesteps=T, objective="pred_noise",
+                                   beta_schedule=schedule, auto_normalize=False,
+                                   sampling_timesteps=min(nfe or 50, T)).to(device)
+
+            @torch.inference_mode()
+            def luc_sample(n: int):
+                gd.eval()
+                with autocast:
+                    gd.sample(batch_size=n)
+                gd.train()
+
+            rows.append(Row("denoising-diffusion-pytorch", f"Unet dim={dim} mults={tuple(net_cfg.ch_mult)} "
+                            "in GaussianDiffusion(pred_noise)", count_params(luc_net),
+                            lambda: gd(fixed_x), bare_step(gd, lambda: gd(next_batch()), autocast, device),
+                            luc_sample, "DDIM (sampling_timesteps)", min(nfe or 50, T),
+                            "linear betas scaled to T=1000 by its own formula"))
+    else:
+        skipped.append("denoising-diffusion-pytorch: diffusion only -- skipped for a flow preset")
+
+    peak, peak_src = peak_tflops(device, args.peak_tflops)
+    results = []
+    for row in rows:
+        fpi = flops_per_image(row.loss_fn, fixed_x.shape[0], autocast)
+        secs = timed(row.opt_step, args.steps, args.warmup, device)
+        ips = args.steps * batch / secs
+        achieved = fpi * ips / 1e12
+        samp = None
+        if row.sample_fn is not None and not args.no_sample:
+            row.sample_fn(min(sample_n, 8))  # warm-up (kernels, allocator)
+            sync(device)
+            t0 = time.perf_counter()
+            row.sample_fn(sample_n)
+            sync(device)
+            samp = sample_n / (time.perf_counter() - t0)
+        results.append({
+            "preset": preset, "library": row.library, "model": row.model, "params": row.params,
+            "params_vs_genbench": row.params / n_params - 1, "batch_size": batch, "precision": precision,
+            "train_images_per_s": ips, "train_seconds": secs, "steps": args.steps, "warmup": args.warmup,
+            "gflop_per_image": fpi / 1e9, "achieved_tflops": achieved,
+            "mfu": achieved / peak if peak else None, "sampler": row.sampler, "nfe": row.nfe,
+            "sample_n": sample_n if samp else None, "sample_images_per_s": samp, "note": row.note})
+        print(f"  {preset} {row.library}: {ips:.1f} img/s", file=sys.stderr, flush=True)
+    return {"preset": preset, "rows": results, "skipped": skipped, "peak_tflops": peak, "peak_source": peak_src,
+            "data": data.source, "image_shape": list(shape)}
+
+
+def versions() -> dict:
+    out = {"torch": torch.__version__, "python": platform.python_version()}
+    for pkg in ("genbench", "diffusers", "denoising-diffusion-pytorch", "torchcfm"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def fmt(v, spec: str, none: str = "n/a") -> str:
+    return none if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("presets", nargs="*", default=["fmnist/ddpm"], help="UNet presets (default fmnist/ddpm)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--steps", type=int, default=50, help="timed training steps per row")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the preset's train.batch_size")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for every row (default fp32)")
+    p.add_argument("--sample-n", type=int, default=None, help="images per sampling measurement (default: batch)")
+    p.add_argument("--no-sample", action="store_true", help="skip the sampling measurement")
+    p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (default: table, GPU only)")
+    p.add_argument("--real-data", action="store_true", help="load the preset's dataset instead of synthetic images")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda but no CUDA device is available")
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    ver = versions()
+    print(f"# throughput {dt.date.today()} on {dev_name}; torch {ver['torch']}, diffusers {ver['diffusers']}, "
+          f"denoising-diffusion-pytorch {ver['denoising-diffusion-pytorch']}, torchcfm {ver['torchcfm']}")
+    report = {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "device": dev_name,
+              "versions": ver, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "presets": []}
+    for preset in args.presets:
+        res = measure_preset(preset, args, device)
+        report["presets"].append(res)
+        print(f"\n## {preset} ({'x'.join(map(str, res['image_shape']))}, {res['data']}, batch "
+              f"{res['rows'][0]['batch_size']}, {res['rows'][0]['precision']}, {args.steps} timed steps after "
+              f"{args.warmup} warm-up; MFU against {fmt(res['peak_tflops'], '.0f')} TFLOP/s: {res['peak_source']})")
+        for row in res["rows"]:
+            print(f"params: {row['library']}: {row['model']}: {row['params']:,} "
+                  f"({row['params_vs_genbench']:+.1%} vs genbench)")
+        for line in res["skipped"]:
+            print(line)
+        print("\n| library | params | train img/s | GFLOP/img (fwd+bwd) | TFLOP/s | MFU | sampler | NFE | sample img/s |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in res["rows"]:
+            print(f"| {r['library']} | {r['params'] / 1e6:.3f}M | {r['train_images_per_s']:,.1f} | "
+                  f"{r['gflop_per_image']:.3f} | {r['achieved_tflops']:.3f} | {fmt(r['mfu'], '.1%')} | "
+                  f"{r['sampler'] or '-'} | {r['nfe'] or '-'} | {fmt(r['sample_images_per_s'], ',.1f', '-')} |")
+        sys.stdout.flush()
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
