@@ -60,6 +60,9 @@ from genbench.train.ema import make_ema  # noqa: E402
 from genbench.train.loop import make_optimizer  # noqa: E402
 from genbench.train.lr import lr_factor  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import DiffusersVelocity, diffusers_unet, lucidrains_unet  # noqa: E402
+
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity) from the vendors' data sheets; the first
 # entry whose key is in torch.cuda.get_device_name() wins, so the more specific names come first.
 PEAK_BF16_TFLOPS = [
@@ -108,46 +111,6 @@ def data_for(cfg, device: torch.device, real: bool, batch_size: int) -> InMemory
     if cfg.data.name not in IMAGE_SHAPES:
         raise SystemExit(f"throughput: no image shape known for dataset {cfg.data.name!r}; use --real-data")
     return synthetic_data(IMAGE_SHAPES[cfg.data.name], max(4 * batch_size, 256), device)
-
-
-# ---------------------------------------------------------------------------------------------
-# peers
-
-def diffusers_unet(net_cfg, shape: tuple[int, ...]):
-    """diffusers' UNet2DModel laid out as genbench's UNet (Ho et al. 2020): same widths per level,
-    residual blocks per level, attention resolutions, GroupNorm groups, one attention head."""
-    from diffusers import UNet2DModel
-
-    c, h, _ = shape
-    widths = [net_cfg.ch * m for m in net_cfg.ch_mult]
-    attn = [h // 2**i in net_cfg.attn_resolutions for i in range(len(widths))]
-    return UNet2DModel(
-        sample_size=h, in_channels=c, out_channels=c, block_out_channels=tuple(widths),
-        layers_per_block=net_cfg.num_res_blocks, norm_num_groups=net_cfg.groups, dropout=net_cfg.dropout,
-        attention_head_dim=None,   # one head of the full width, as genbench's num_heads=1
-        down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn),
-        up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)))
-
-
-def lucidrains_unet(net_cfg, shape: tuple[int, ...], target: int):
-    """lucidrains' Unet with its own block design (dim_mults as genbench's ch_mult) and the base
-    width ``dim`` whose parameter count is closest to ``target``."""
-    from denoising_diffusion_pytorch import Unet
-
-    def build(dim: int, device: str = "meta"):
-        with torch.device(device):
-            return Unet(dim=dim, dim_mults=tuple(net_cfg.ch_mult), channels=shape[0], dropout=net_cfg.dropout)
-
-    # dim must be even (its sinusoidal time embedding has 2 * (dim // 2) features)
-    lo, hi = 2, 4 * net_cfg.ch
-    while lo < hi:   # smallest dim/2 with at least target parameters (the count grows with dim)
-        mid = (lo + hi) // 2
-        if count_params(build(2 * mid)) >= target:
-            hi = mid
-        else:
-            lo = mid + 1
-    best = min((2 * k for k in (lo - 1, lo) if k >= 2), key=lambda d: abs(count_params(build(d)) - target))
-    return build(best, "cpu"), best
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,12 +282,13 @@ def measure_preset(preset: str, args, device: torch.device) -> dict:
             skipped.append("torchcfm: not installed (make bench-deps) -- skipped")
         else:
             unet = diffusers_unet(net_cfg, shape).to(device)
+            vel = DiffusersVelocity(unet)
             fm = ConditionalFlowMatcher(sigma=getattr(cfg.method, "sigma_min", 0.0))
 
             def cfm_loss(x=None):
                 x = next_batch() if x is None else x
                 t, xt, ut = fm.sample_location_and_conditional_flow(torch.randn_like(x), x)
-                return F.mse_loss(unet(xt, t * 1000).sample.float(), ut)
+                return F.mse_loss(vel(t, xt).float(), ut)
 
             @torch.inference_mode()
             def cfm_sample(n: int):
@@ -334,7 +298,7 @@ def measure_preset(preset: str, args, device: torch.device) -> dict:
                 with autocast:
                     for k in range(steps):
                         t = torch.full((n,), k / steps, device=device)
-                        x = x + unet(x, t * 1000).sample.float() / steps
+                        x = x + vel(t, x).float() / steps
                 unet.train()
 
             rows.append(Row("torchcfm", "ConditionalFlowMatcher + diffusers UNet2DModel", count_params(unet),
