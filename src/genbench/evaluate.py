@@ -103,13 +103,16 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
     if out.exists() and not overwrite:
         raise GenbenchError(f"{out} already exists", "add --overwrite, or change -n/--seed/--solver")
 
-    from genbench.sampling import generate
+    from genbench.sample_cmd import generate_sharded
 
     nets = loaded.sampling_nets(use_ema)
     t0 = time.perf_counter()
-    x, nfe = generate(loaded.method, nets, loaded.latent_shape, list(range(seed, seed + n)), loaded.device,
-                      batch_size, solver, nfe_req, **opts)
+    # under torchrun the seeds are shared out and the samples gathered: rank 0 alone scores
+    x, nfe = generate_sharded(loaded.method, nets, loaded.latent_shape, list(range(seed, seed + n)),
+                              loaded.device, batch_size, solver, nfe_req, **opts)
     sample_seconds = time.perf_counter() - t0
+    if x is None:
+        return out, {}
     t_scores = time.perf_counter()
     warnings: list[str] = []
     scores: dict = {}
@@ -250,7 +253,8 @@ def nfe_sweep(run_dir: Path, solvers: list[str], nfes: tuple[int, ...] = SWEEP_N
 
     Each point is an ordinary evaluation (its own JSON with the protocol, reused if present); the
     curve is written to ``<run>/eval/sweep-n<N>-seed<S>.json``. dopri5 contributes one point at
-    the NFE its tolerance ``tol`` (rtol = atol; default 1e-5) leads to.
+    the NFE its tolerance ``tol`` (rtol = atol; default 1e-5) leads to, under the key ``dopri5``, or
+    ``dopri5-tol<tol>`` for another tolerance.
     """
     from genbench.sample_cmd import DOPRI5_TOL
     from genbench.solvers import allowed_nfe
@@ -271,7 +275,7 @@ def nfe_sweep(run_dir: Path, solvers: list[str], nfes: tuple[int, ...] = SWEEP_N
             scores = {k: v for k, v in rec["metrics"].items() if isinstance(v, (int, float))}
             points.append({"nfe": rec["sampling"]["nfe"], **scores, "images_per_s": rec["sampling"]["images_per_s"],
                            **({"tol": tol or DOPRI5_TOL} if solver == "dopri5" else {})})
-        curves[solver] = points
+        curves[solver + (f"-tol{tol:g}" if solver == "dopri5" and tol else "")] = points
     out = run_dir / "eval" / f"sweep-n{n}-seed{seed}.json"
     previous = json.loads(out.read_text())["curves"] if out.exists() else {}
     record = {"genbench_sweep": 1, "n": n, "seed": seed, "metrics": metrics, "curves": {**previous, **curves}}
