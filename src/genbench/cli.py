@@ -4,6 +4,7 @@ so that ``--help`` answers at once."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,19 @@ from genbench.errors import GenbenchError
 SOLVER_HELP = ("ddpm (ancestral), ddim, euler, heun, midpoint, rk4, heun_ve, karras_sde, dpm++2m, dpm++2s, "
                "unipc, euler_maruyama, dopri5 (default: the run's)")
 CONFIG_ROOTS = (Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs")
+DISTRIBUTED_COMMANDS = ("train", "sample", "eval")   # the ones that run under torchrun
+
+
+def _launched_world() -> int:
+    """WORLD_SIZE as torchrun sets it, read without importing torch (``--help`` stays fast)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def _is_main_process() -> bool:
+    return _launched_world() <= 1 or os.environ.get("RANK", "0") == "0"
 TOL_HELP = "dopri5's relative and absolute tolerance (default 1e-5)"
 
 
@@ -36,9 +50,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.data_dir:
         overrides.append(f"data.root={args.data_dir}")
+    from genbench import dist
+
     cfg = load_config(resolve_config(args.config), overrides)
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
-    cfg = prepare_run_dir(run_dir, cfg, resume=args.resume, overwrite=args.overwrite)
+    # rank 0 alone creates (or reopens) the run directory; every rank trains with its config
+    cfg = dist.collective(lambda: prepare_run_dir(run_dir, cfg, resume=args.resume, overwrite=args.overwrite))
     from genbench.train.loop import train
 
     try:
@@ -46,13 +63,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     except GenbenchError:
         # a new run that failed before its first checkpoint (missing data, bad network size...)
         # leaves nothing behind, so the corrected command can simply be run again
-        if not args.resume and not any((run_dir / "checkpoints").glob("ckpt-*.pt")):
+        if dist.is_main() and not args.resume and not any((run_dir / "checkpoints").glob("ckpt-*.pt")):
             import shutil
 
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    print(f"trained {cfg.name}: {info['step']} steps, {info['images_seen']} images in "
-          f"{info['train_seconds']:.0f} s -> {run_dir}")
+    if dist.is_main():
+        print(f"trained {cfg.name}: {info['step']} steps, {info['images_seen']} images in "
+              f"{info['train_seconds']:.0f} s -> {run_dir}")
     return 0
 
 
@@ -64,7 +82,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
                        checkpoint=args.checkpoint, out=Path(args.out) if args.out else None,
                        formats=args.format.split(","), overwrite=args.overwrite, device=args.device,
                        tol=args.tol)
-    for p in paths:
+    for p in paths if _is_main_process() else []:
         print(p)
     return 0
 
@@ -73,6 +91,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from genbench.evaluate import SWEEP_NFE, evaluate_run, format_record, nfe_sweep
 
     if args.nfe_sweep:
+        if _launched_world() > 1:
+            raise GenbenchError("--nfe-sweep does not run under torchrun yet",
+                                "run the sweep in one process, or each point as `genbench eval --solver S --nfe K` "
+                                "under torchrun")
         solvers = (args.solver or "").split(",") if args.solver else None
         if not solvers:
             raise GenbenchError("--nfe-sweep needs --solver NAME[,NAME...]", "e.g. --solver euler,heun,dpm++2m")
@@ -95,8 +117,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         nfe=args.nfe, use_ema=not args.raw, batch_size=args.batch_size, seed=args.seed,
         extractor_kind=args.extractor, inception_weights=args.inception_weights, ref_split=args.ref_split,
         floor=not args.no_floor, device=args.device, overwrite=args.overwrite, tol=args.tol)
-    print(format_record(record))
-    print(f"-> {path}")
+    if record:   # rank 0's; the other ranks only sampled
+        print(format_record(record))
+        print(f"-> {path}")
     return 0
 
 
@@ -286,11 +309,20 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if _launched_world() > 1:
+            if args.command not in DISTRIBUTED_COMMANDS:
+                raise GenbenchError(f"`genbench {args.command}` runs in one process, not under torchrun "
+                                    f"(WORLD_SIZE={_launched_world()})",
+                                    f"launch it without torchrun; {', '.join(DISTRIBUTED_COMMANDS)} run under torchrun")
+            from genbench import dist
+
+            dist.init()
         return args.func(args)
     except GenbenchError as err:
         if args.debug:
             raise
-        print(f"genbench: error: {err.line()}", file=sys.stderr)
+        if _is_main_process():   # every rank meets the same error: rank 0 alone says it
+            print(f"genbench: error: {err.line()}", file=sys.stderr)
         return 2
     except OSError as err:   # the file system said no (disk full, read-only, permissions): one line too
         if args.debug:

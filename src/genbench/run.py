@@ -22,7 +22,7 @@ from genbench.train.checkpoint import list_checkpoints, load_checkpoint
 # keys that may change when a run is resumed: how long it runs and how it reports
 RESUMABLE_KEYS = ("train.budget", "train.ckpt_every", "train.sample_every", "train.log_every",
                   "train.device", "train.keep_last", "train.tensorboard", "train.divergence_window",
-                  "train.divergence_threshold")
+                  "train.divergence_threshold", "train.channels_last", "train.tf32", "train.compile")
 
 
 def prepare_run_dir(path: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> RunConfig:
@@ -94,7 +94,11 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise GenbenchError("train.device=cuda but no CUDA device is available", "use train.device=auto or cpu")
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":   # under torchrun: this process's own GPU, cuda:LOCAL_RANK
+        from genbench import dist
+
+        return dist.cuda_device() if dist.is_initialized() else torch.device("cuda")
     return torch.device(name)
 
 

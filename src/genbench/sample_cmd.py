@@ -89,8 +89,11 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int = 256, use_ema:
     except OSError as err:
         raise GenbenchError(f"cannot write to {stem.parent}: {err.strerror}", "choose a writable -o") from None
     seeds = list(range(seed, seed + n))
-    x, nfe = generate(loaded.method, loaded.sampling_nets(use_ema), loaded.latent_shape, seeds,
-                      loaded.device, batch_size, solver, nfe, **opts)
+    # under torchrun each rank draws its share of the seeds; rank 0 gathers and writes
+    x, nfe = generate_sharded(loaded.method, loaded.sampling_nets(use_ema), loaded.latent_shape, seeds,
+                              loaded.device, batch_size, solver, nfe, **opts)
+    if x is None:
+        return paths
     for path in paths:
         if path.suffix == ".png":
             if loaded.data_kind == "points":
@@ -105,3 +108,18 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int = 256, use_ema:
             np.savez(tmp, samples=arr, seeds=np.asarray(seeds), nfe=nfe, step=loaded.step)
             tmp.replace(path)
     return paths
+
+
+def generate_sharded(method, nets, latent_shape, seeds: list[int], device, batch_size: int = 256,
+                     solver: str | None = None, nfe: int | None = None, **opts):
+    """:func:`generate` with the seeds split over the ranks (contiguous shares) and the samples
+    gathered on rank 0 in seed order: bitwise what one process makes on the CPU (per-seed
+    streams, padded batches). Rank 0 gets (samples, nfe), the others (None, their nfe)."""
+    from genbench import dist
+
+    if dist.world_size() == 1:
+        return generate(method, nets, latent_shape, seeds, device, batch_size, solver, nfe, **opts)
+    mine = dist.shard(seeds)
+    x, used = (generate(method, nets, latent_shape, mine, device, batch_size, solver, nfe, **opts)
+               if mine else (None, None))
+    return dist.gather_samples(x), used

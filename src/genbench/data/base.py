@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from genbench.data.transforms import random_hflip, to_model_range
+from genbench.data.transforms import hflip_mask, to_model_range
 
 
 def fingerprint(x: Tensor, y: Tensor | None) -> str:
@@ -75,19 +75,39 @@ class InMemoryData:
         )
 
     def batch(
-        self, idx: Tensor, hflip: bool = False, generator: torch.Generator | None = None
+        self, idx: Tensor, hflip: bool = False, generator: torch.Generator | None = None,
+        shard: slice | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Items ``idx`` in model range: images as float32 in ``[-1, 1]``, points unchanged.
 
         ``hflip`` flips a random half of an image batch, drawing from ``generator`` (the
         sampler's, so that a resumed run flips the same items); it is ignored for points.
+        ``shard`` keeps a slice of the batch *after* the flips are drawn for all of ``idx``: the
+        ranks of a distributed run each take their part of one global batch (same generator use).
+        On a GPU the indices and flips travel pinned and asynchronously: no host wait per batch.
         """
+        flip = None
+        if hflip and self.kind == "image":
+            if generator is None:
+                raise ValueError("hflip needs a generator")
+            flip = hflip_mask(len(idx), generator)
+        if shard is not None:
+            idx = idx[shard]
+            flip = None if flip is None else flip[shard]
+        idx = _to_device(idx, self.x.device)
         x = self.x[idx]
         y = None if self.y is None else self.y[idx]
         if self.kind == "points":
             return x, y
-        if hflip:
-            if generator is None:
-                raise ValueError("hflip needs a generator")
-            x = random_hflip(x, generator)   # on uint8: a quarter of the memory traffic of float
+        if flip is not None:   # on uint8: a quarter of the memory traffic of float
+            flip = _to_device(flip, x.device).view(-1, *([1] * (x.dim() - 1)))
+            x = torch.where(flip, x.flip(-1), x)
         return to_model_range(x), y
+
+
+def _to_device(t: Tensor, device: torch.device) -> Tensor:
+    if t.device == device:
+        return t
+    if device.type == "cuda":   # pinned + non_blocking: the copy is queued, the host runs on
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from genbench.config import DiffusionConfig
+from genbench.methods.draws import LOCAL
 from genbench.methods.model_fn import ModelFn, default_noise, per_sample_mse
 from genbench.methods.parametrization import from_x0_eps
 from genbench.methods.path import DiscreteVP, cosine_betas, linear_betas, q_sample
@@ -17,6 +17,7 @@ class Diffusion:
     updates = ("model",)      # one update of the model per training step
     data_players = ("model",)  # players whose updates consume real images
     sample_player = "model"
+    draws = LOCAL             # per-sample noise; the training loop installs a rank-aware one
 
     def __init__(self, cfg: DiffusionConfig):
         self.cfg = cfg
@@ -29,8 +30,8 @@ class Diffusion:
 
     def loss(self, nets: dict[str, nn.Module], player: str, x0: Tensor, y: Tensor | None) -> dict[str, Tensor]:
         """Algorithm 1 of Ho et al.: t ~ U{1..T}, eps ~ N(0, I), regress the chosen target (L_simple)."""
-        i = torch.randint(0, self.path.T, (x0.shape[0],), device=x0.device)
-        eps = torch.randn_like(x0)
+        i = self.draws.randint(self.path.T, x0)
+        eps = self.draws.randn(x0)
         c = self.path.coeffs_at_index(i)
         x_t = q_sample(x0, eps, c)
         t = (i + 1).float() / self.path.T

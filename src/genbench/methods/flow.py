@@ -7,10 +7,10 @@ t ~ U(0, 1); sample by integrating dx/dt = u(x, t) from t=1 (noise) to t=0 (data
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from genbench.config import FlowConfig
+from genbench.methods.draws import LOCAL
 from genbench.methods.model_fn import ModelFn, default_noise, per_sample_mse
 from genbench.methods.parametrization import from_x0_eps
 from genbench.methods.path import LinearPath, q_sample
@@ -22,6 +22,7 @@ class Flow:
     updates = ("model",)
     data_players = ("model",)
     sample_player = "model"
+    draws = LOCAL             # per-sample noise; the training loop installs a rank-aware one
 
     def __init__(self, cfg: FlowConfig):
         self.cfg = cfg
@@ -31,8 +32,8 @@ class Flow:
         return tuple(data_shape)
 
     def loss(self, nets: dict[str, nn.Module], player: str, x0: Tensor, y: Tensor | None) -> dict[str, Tensor]:
-        t = torch.rand(x0.shape[0], device=x0.device)
-        eps = torch.randn_like(x0)
+        t = self.draws.rand(x0)
+        eps = self.draws.randn(x0)
         c = self.path.coeffs(t)
         x_t = q_sample(x0, eps, c)
         target = from_x0_eps(x0, eps, "velocity", c)

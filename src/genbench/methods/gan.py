@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genbench.config import GANConfig
+from genbench.methods.draws import LOCAL
 from genbench.solvers import SolverResult
 
 
@@ -22,6 +23,7 @@ class GAN:
     players = ("G", "D")
     sample_player = "G"
     data_players = ("D",)  # the G update needs no real images
+    draws = LOCAL           # per-sample noise; the training loop installs a rank-aware one
 
     def __init__(self, cfg: GANConfig):
         self.cfg = cfg
@@ -32,7 +34,7 @@ class GAN:
 
     def loss(self, nets: dict[str, nn.Module], player: str, x: Tensor, y: Tensor | None) -> dict[str, Tensor]:
         G, D = nets["G"], nets["D"]
-        z = torch.randn(x.shape[0], G.z_dim, device=x.device)
+        z = self.draws.randn(x, (G.z_dim,))
         if player == "D":
             with torch.no_grad():
                 fake = G(z, None, y)

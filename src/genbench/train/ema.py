@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -25,3 +27,25 @@ def make_ema(net: nn.Module, cfg: EMAConfig, batch_size: int) -> AveragedModel |
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
     ema.requires_grad_(False)
     return ema
+
+
+def update_ema(ema: AveragedModel, net: nn.Module) -> None:
+    """``ema.update_parameters(net)``, the same arithmetic, without its per-step host-device traffic.
+
+    AveragedModel keeps its step counter on the CPU and copies it to the GPU at every update (a
+    host wait per step); the EMA rule ignores the counter, so it is read only on the host here.
+    """
+    pairs = list(zip(itertools.chain(ema.module.parameters(), ema.module.buffers()),
+                     itertools.chain(net.parameters(), net.buffers()), strict=True))
+    if int(ema.n_averaged) == 0:   # a CPU buffer: no device wait
+        for p_ema, p in pairs:
+            p_ema.detach().copy_(p.detach())
+    else:
+        groups: dict = {}
+        for p_ema, p in pairs:
+            a, b = groups.setdefault((p_ema.device, p_ema.dtype), ([], []))
+            a.append(p_ema.detach())
+            b.append(p.detach().to(p_ema.device))
+        for a, b in groups.values():
+            ema.multi_avg_fn(a, b, ema.n_averaged)
+    ema.n_averaged += 1

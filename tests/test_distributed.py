@@ -1,0 +1,207 @@
+"""Distributed training, sampling and evaluation: 2 CPU processes (gloo) against 1.
+
+One spawn of two ranks runs every distributed job through ``genbench.cli.main`` (as torchrun would
+start it: RANK, WORLD_SIZE, MASTER_ADDR... in the environment); the single-process references run
+in the test process. After k steps, 2 ranks x B/2 must equal 1 rank x B up to float rounding for
+diffusion (tiny UNet, channels-last, flips), flow (with a resume under 2 ranks) and a GAN, and
+sharded sampling must be bitwise equal to one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fileformats import make_idx_dataset
+from genbench.cli import main
+from genbench.train.checkpoint import list_checkpoints, load_checkpoint
+
+WORLD = 2
+STEPS = 3
+TOL = {"rtol": 1e-4, "atol": 2e-6}
+CLOCK = ("seconds", "images_per_s")
+
+
+def ddpm_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "configs/fmnist/ddpm.yaml", "nets.model.ch=8", "nets.model.ch_mult=[1, 2]",
+            "nets.model.attn_resolutions=[14]", "nets.model.groups=4", "nets.model.dropout=0", "sample.nfe=2",
+            "optim.model.schedule.warmup_steps=0", f"data.root={data}", "data.download=false", "data.hflip=true",
+            "train.batch_size=8", "train.ema.halflife_kimg=0.05", f"train.budget.steps={STEPS}",
+            "train.ckpt_every=1", "train.keep_last=10", "train.log_every=1", "train.sample_every=1000",
+            "train.grid_n=4", "train.tensorboard=false", "--no-progress", "--out", str(out), *extra]
+
+
+def toy_args(family: str, out: Path, steps: int, *extra: str) -> list[str]:
+    nets = (["nets.G.hidden=32", "nets.D.hidden=32", "nets.G.z_dim=4", "train.ema.halflife_kimg=0.05"]
+            if family == "gan" else ["nets.model.hidden=32", "sample.nfe=2", "train.ema.halflife_kimg=0.05",
+                                     "optim.model.schedule.warmup_steps=0"])
+    return ["train", f"configs/toy2d/{family}.yaml", *nets, "data.n_points=256", "train.batch_size=16",
+            f"train.budget.steps={steps}", "train.ckpt_every=1", "train.keep_last=10", "train.log_every=1",
+            "train.sample_every=1000", "train.grid_n=8", "train.tensorboard=false", "--no-progress",
+            "--out", str(out), *extra]
+
+
+def sample_args(run: Path, out: Path) -> list[str]:
+    # 21 seeds: uneven shares (11 + 10), batches that are not multiples of anything
+    return ["sample", str(run), "-n", "21", "--seed", "5", "--batch-size", "8", "--format", "npz",
+            "-o", str(out), "--device", "cpu"]
+
+
+def eval_args(run: Path) -> list[str]:
+    return ["eval", str(run), "--metrics", "modes,prdc", "-n", "40", "--no-floor", "--device", "cpu", "--overwrite"]
+
+
+def jobs(root: Path) -> list[tuple[str, list[str]]]:
+    d = root / "dist"
+    return [
+        ("ddpm", ddpm_args(root / "fmnist", d / "ddpm")),
+        ("flow", toy_args("flow", d / "flow", 2)),
+        ("flow-resume", toy_args("flow", d / "flow", STEPS + 1, "--resume")),
+        ("gan", toy_args("gan", d / "gan", STEPS)),
+        ("sample", sample_args(root / "single" / "ddpm", d / "samples")),
+        ("eval", eval_args(root / "single" / "flow")),
+        ("odd-batch", toy_args("flow", d / "odd", 2, "train.batch_size=15")),
+    ]
+
+
+def _worker(rank: int, port: int, root: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    results = {}
+    for name, argv in jobs(Path(root)):
+        err, out = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            code = main(argv)
+        results[name] = {"code": code, "err": err.getvalue(), "out": out.getvalue()}
+    (Path(root) / f"rank{rank}.json").write_text(json.dumps(results))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The single-process references, then the same jobs on 2 ranks; {name: per-rank results}."""
+    root = tmp_path_factory.mktemp("dist")
+    make_idx_dataset(root / "fmnist", n_train=48, n_test=8)
+    env = {"HOME": str(root / "home"), "GENBENCH_DATA": str(root / "nodata"), "GENBENCH_CACHE": str(root / "cache")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        s = root / "single"
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(ddpm_args(root / "fmnist", s / "ddpm")) == 0
+            assert main(toy_args("flow", s / "flow", STEPS + 1)) == 0
+            assert main(toy_args("gan", s / "gan", STEPS)) == 0
+            assert main(sample_args(s / "ddpm", s / "samples")) == 0
+        torch.multiprocessing.spawn(_worker, args=(_free_port(), str(root)), nprocs=WORLD, join=True)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    per_rank = [json.loads((root / f"rank{r}.json").read_text()) for r in range(WORLD)]
+    results = {name: [pr[name] for pr in per_rank] for name in per_rank[0]}
+    for name, rs in results.items():
+        if name != "odd-batch":
+            assert all(r["code"] == 0 for r in rs), f"{name}: {[r['err'][-2000:] for r in rs]}"
+    return root, results
+
+
+def close(a, b, where: str) -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            close(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            close(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert a.shape == b.shape and a.dtype == b.dtype, where
+        if a.is_floating_point():
+            torch.testing.assert_close(a, b, **TOL, msg=lambda m: f"{where}: {m}")
+        else:
+            assert torch.equal(a, b), where
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=TOL["rtol"], abs=TOL["atol"]), where
+    else:
+        assert a == b, where
+
+
+def logged(run: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(ln).items() if k not in CLOCK}
+            for ln in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def max_change(a: dict, b: dict) -> float:
+    return max(float((a[k] - b[k]).abs().max()) for k in a if a[k].is_floating_point())
+
+
+@pytest.mark.parametrize("family", ["ddpm", "flow", "gan"])
+def test_two_ranks_with_half_batches_equal_one_rank(runs, family):
+    root, _ = runs
+    single, dist = root / "single" / family, root / "dist" / family
+    ck_s, ck_d = list_checkpoints(single / "checkpoints"), list_checkpoints(dist / "checkpoints")
+    assert sorted(ck_s) == sorted(ck_d)
+    last = max(ck_s)
+    a, b = load_checkpoint(ck_s[last]), load_checkpoint(ck_d[last])
+    for key in ("nets", "ema", "optim", "sampler", "step", "images_seen", "draws", "log"):
+        close(a[key], b[key], key)
+    assert "rng_ranks" in b and len(b["rng_ranks"]) == WORLD
+    close(logged(single), logged(dist), "metrics.jsonl")
+    # the tolerance is far below what training moved: a wrong slice or noise would show
+    first = load_checkpoint(ck_s[min(ck_s)])
+    for p in a["nets"]:
+        assert max_change(a["nets"][p], first["nets"][p]) > 1000 * TOL["atol"]
+        assert max_change(a["nets"][p], b["nets"][p]) < 100 * TOL["atol"]
+    info = json.loads((dist / "run.json").read_text())
+    assert info["status"] == "finished" and info["world_size"] == WORLD
+
+
+def test_rank0_alone_writes_and_prints(runs):
+    _, results = runs
+    for name in ("ddpm", "gan", "sample"):
+        r0, r1 = results[name]
+        assert r0["out"].strip() and not r1["out"].strip(), name
+    r0, r1 = results["odd-batch"]
+    assert r0["code"] == r1["code"] == 2
+    lines = [ln for ln in r0["err"].splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("genbench: error: "), r0["err"]
+    assert "train.batch_size=15 does not split evenly over 2 processes" in lines[0]
+    assert "train.batch_size=16" in lines[0] and not r1["err"].strip()
+
+
+def test_sharded_sampling_is_bitwise_single_process(runs):
+    root, _ = runs
+    a = np.load(root / "single" / "samples.npz")
+    b = np.load(root / "dist" / "samples.npz")
+    assert a["samples"].shape == (21, 28, 28, 1)
+    assert np.array_equal(a["seeds"], b["seeds"]) and np.array_equal(a["samples"], b["samples"])
+    assert len(np.unique(a["samples"].reshape(21, -1), axis=0)) == 21
+
+
+def test_sharded_eval_scores_like_single_process(runs):
+    root, results = runs
+    run = root / "single" / "flow"
+    (path,) = (run / "eval").glob("*.json")
+    dist_record = json.loads(path.read_text())
+    assert results["eval"][0]["out"].strip() and not results["eval"][1]["out"].strip()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(eval_args(run)) == 0
+    single_record = json.loads(path.read_text())
+    assert dist_record["metrics"] == single_record["metrics"]
+    assert dist_record["sampling"]["seeds"] == single_record["sampling"]["seeds"]
