@@ -2,7 +2,7 @@
 
 * the UNet's forward and backward under bf16 autocast match fp32 within bf16's tolerance;
 * sampling with per-sample seeds is deterministic on CUDA, stochastic solver included, and a
-  seed's sample does not depend (beyond kernel rounding) on its batch-mates;
+  seed's sample depends on its batch-mates only through kernel rounding (TF32, algorithm choice);
 * a few bf16 training steps of the CIFAR-10 presets run end to end through the CLI, on a file set
   in the official CIFAR-10 format (CIFAR-10 itself cannot be downloaded here).
 
