@@ -205,3 +205,20 @@ def test_sharded_eval_scores_like_single_process(runs):
     single_record = json.loads(path.read_text())
     assert dist_record["metrics"] == single_record["metrics"]
     assert dist_record["sampling"]["seeds"] == single_record["sampling"]["seeds"]
+
+
+def test_layout_change_on_resume_keeps_the_optimiser_right(runs, tmp_path, monkeypatch):
+    """A run resumed with another train.channels_last: the fused optimiser walks parameters and
+    state as flat memory, so the state must follow the parameters' layout (else elements mix)."""
+    root, _ = runs
+    for k, v in {"HOME": root / "home", "GENBENCH_DATA": root / "nodata", "GENBENCH_CACHE": root / "cache"}.items():
+        monkeypatch.setenv(k, str(v))
+    run = tmp_path / "ddpm"
+    with contextlib.redirect_stdout(io.StringIO()):
+        args = ddpm_args(root / "fmnist", run)
+        assert main([*args[:-2], "train.budget.steps=2", "train.channels_last=false", *args[-2:]]) == 0
+        assert main([*args, "--resume"]) == 0
+    a = load_checkpoint(list_checkpoints(root / "single" / "ddpm" / "checkpoints")[STEPS])
+    b = load_checkpoint(list_checkpoints(run / "checkpoints")[STEPS])
+    close(a["nets"], b["nets"], "nets")
+    close(a["optim"], b["optim"], "optim")
