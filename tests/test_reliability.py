@@ -278,3 +278,18 @@ def test_same_seeds_same_samples_whatever_the_batch_size(family, data):
     # and a seed's sample does not depend on its neighbours
     alone = generate(method, nets, latent, [103], torch.device("cpu"), batch_size=1, **opts[family])[0]
     assert torch.equal(alone[0], outs[0][3])
+
+
+def test_sampling_gives_each_net_its_own_memory_layout_back():
+    """generate() samples image nets channels-last; a training loop's channels-last net (whose fused
+    optimiser state is laid out like it) and a plain one must both come back as they were."""
+    from torch import nn
+
+    from genbench.sampling import fast_layout
+
+    trained_cl = nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last)
+    plain = nn.Conv2d(3, 8, 3)
+    with fast_layout({"a": trained_cl, "b": plain}, image=True):
+        assert all(net.weight.is_contiguous(memory_format=torch.channels_last) for net in (trained_cl, plain))
+    assert not trained_cl.weight.is_contiguous() and trained_cl.weight.is_contiguous(memory_format=torch.channels_last)
+    assert plain.weight.is_contiguous()

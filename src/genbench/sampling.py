@@ -25,17 +25,29 @@ def _has_transposed_conv(nets: dict[str, nn.Module]) -> bool:
 @contextmanager
 def fast_layout(nets: dict[str, nn.Module], image: bool):
     """Channels-last weights for image nets while sampling (1.3x on CPU oneDNN, the usual layout on
-    GPU tensor cores), restored afterwards so a training loop's own nets are left as they were."""
+    GPU tensor cores). Each net gets its own layout back afterwards: a training loop's nets (and
+    the optimiser state laid out like them, which fused Adam needs) are left as they were."""
     if not image:
         yield
         return
+    before = {name: _layout(net) for name, net in nets.items()}
     for net in nets.values():
         net.to(memory_format=torch.channels_last)
     try:
         yield
     finally:
-        for net in nets.values():
-            net.to(memory_format=torch.contiguous_format)
+        for name, net in nets.items():
+            if before[name] is not None:
+                net.to(memory_format=before[name])
+
+
+def _layout(net: nn.Module) -> torch.memory_format | None:
+    """The layout of a net's 4-D weights (None: it has none)."""
+    for p in net.parameters():
+        if p.dim() == 4:
+            return torch.channels_last if p.is_contiguous(memory_format=torch.channels_last) \
+                and not p.is_contiguous() else torch.contiguous_format
+    return None
 
 
 def generate(method, nets: dict[str, nn.Module], latent_shape: Sequence[int], seeds: Sequence[int],
