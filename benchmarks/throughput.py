@@ -3,11 +3,12 @@
 For each preset (a diffusion or flow UNet preset, e.g. ``fmnist/ddpm``, ``cifar10/ddpm``) it
 measures, in one process and on one device:
 
-* genbench's real training step: the training loop's per-step body (``genbench.train.loop``):
-  a batch from ``InMemoryData.batch`` through the epoch ``BatchSampler``, ``method.loss`` under the
-  loop's autocast, the non-finite checks, backward, gradient clipping, the optimiser from
-  ``make_optimizer``, the lr schedule and the EMA update; and the same network in a bare step
-  (loss, backward, clip, Adam) like the peers';
+* genbench's real training step: ``genbench.train.loop.train`` itself (the preset's loop
+  settings: fused Adam, channels-last, TF32, the sync-free non-finite checks, lr schedule, EMA)
+  run for ``--warmup`` + ``--steps`` steps in a temporary run directory, with the preset's data
+  replaced by the same synthetic batches the peers get; images/s over the logging intervals after
+  the first (each interval ends on a device read, so CUDA time is synchronised); and the same
+  network in a bare step (``method.loss``, backward, clip, Adam) like the peers';
 * peers doing the same step at a matched parameter count (within ~10%): for diffusion,
   eps-prediction MSE on a noised batch with diffusers' ``UNet2DModel`` + ``DDPMScheduler.add_noise``
   and lucidrains' ``Unet`` inside ``GaussianDiffusion`` (``objective='pred_noise'``, linear
@@ -39,6 +40,7 @@ import math
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,10 +57,8 @@ from genbench.data.base import InMemoryData  # noqa: E402
 from genbench.data.sampler import BatchSampler  # noqa: E402
 from genbench.methods import build_method  # noqa: E402
 from genbench.nets import build_net, count_params  # noqa: E402
+from genbench.run import prepare_run_dir  # noqa: E402
 from genbench.sampling import generate  # noqa: E402
-from genbench.train.ema import make_ema  # noqa: E402
-from genbench.train.loop import make_optimizer  # noqa: E402
-from genbench.train.lr import lr_factor  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import DiffusersVelocity, diffusers_unet, lucidrains_unet  # noqa: E402
@@ -117,11 +117,13 @@ def data_for(cfg, device: torch.device, real: bool, batch_size: int) -> InMemory
 # one row of the table
 
 class Row:
-    def __init__(self, library: str, model: str, params: int, loss_fn: Callable, opt_step: Callable,
-                 sample_fn: Callable | None, sampler: str, nfe: int | None, note: str = ""):
+    def __init__(self, library: str, model: str, params: int, loss_fn: Callable, opt_step: Callable | None,
+                 sample_fn: Callable | None, sampler: str, nfe: int | None, note: str = "",
+                 images_per_s: float | None = None):
         self.library, self.model, self.params = library, model, params
         self.loss_fn, self.opt_step, self.sample_fn = loss_fn, opt_step, sample_fn
         self.sampler, self.nfe, self.note = sampler, nfe, note
+        self.images_per_s = images_per_s   # measured elsewhere (the real training loop)
 
 
 def flops_per_image(loss_fn: Callable, batch: int, autocast) -> float:
@@ -158,6 +160,40 @@ def bare_step(net: torch.nn.Module, loss_fn: Callable, autocast, device: torch.d
     return step
 
 
+def loop_images_per_s(preset: str, overrides: list[str], data: InMemoryData, args,
+                      device: torch.device) -> tuple[float, str]:
+    """images/s of ``genbench.train.loop.train`` on ``data`` (synthetic unless --real-data): the
+    real loop for warmup + steps steps, logging every ``warmup`` steps; the first interval is the
+    warm-up, the rate is images over time of the others (harmonic mean of their images/s)."""
+    import genbench.train.loop as loop
+
+    every = max(1, args.warmup)
+    intervals = max(1, math.ceil(args.steps / every))
+    cfg = load_config(resolve_config(preset), [
+        *overrides, f"train.budget={{steps: {every * (intervals + 1)}}}", f"train.log_every={every}",
+        "train.sample_every=1000000000", "train.ckpt_every=1000000000", "train.tensorboard=false",
+        "train.grid_n=1", "sample.solver=euler", "sample.nfe=1",   # the grid drawn after the last step
+        f"train.precision={'bf16' if args.bf16 else 'fp32'}", f"train.device={device.type}"])
+    flags = ", ".join(f"{k} {getattr(cfg.train, k)}" for k in ("channels_last", "tf32", "compile")
+                      if hasattr(cfg.train, k))
+    patched = not args.real_data
+    original = loop.load_dataset
+    if patched:   # the loop moves the data to the device itself
+        loop.load_dataset = lambda _cfg: InMemoryData(x=data.x.cpu().clone(), y=None, kind="image", name=data.name,
+                                                      class_names=None, source=data.source,
+                                                      fingerprint=data.fingerprint)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Path(tmp) / "run"
+            cfg = prepare_run_dir(run, cfg, resume=False, overwrite=False)
+            loop.train(cfg, run, progress=False)
+            rates = [json.loads(ln)["images_per_s"] for ln in (run / "metrics.jsonl").read_text().splitlines()
+                     if "images_per_s" in ln][1:]
+    finally:
+        loop.load_dataset = original
+    return len(rates) / sum(1 / r for r in rates), flags
+
+
 def measure_preset(preset: str, args, device: torch.device) -> dict:
     overrides = [f"train.batch_size={args.batch_size}"] if args.batch_size else []
     cfg = load_config(resolve_config(preset), overrides)
@@ -184,35 +220,11 @@ def measure_preset(preset: str, args, device: torch.device) -> dict:
     fixed_x = next_batch()
     rows: list[Row] = []
 
-    # --- genbench, the training loop's step
+    # --- genbench, the real training loop
+    loop_ips, loop_flags = loop_images_per_s(preset, overrides, data, args, device)
     net = build_net(net_cfg, shape, None).to(device)
     nets = {"model": net}
-    opt = make_optimizer(net, cfg.optim["model"], device)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg.optim["model"].schedule, len(data) / batch, None))
-    ema = make_ema(net, cfg.train.ema, batch)
-    sums: dict[str, torch.Tensor] = {}
-    clip = cfg.optim["model"].grad_clip
     n_params = count_params(net)
-
-    def genbench_step():
-        x = next_batch()
-        net.requires_grad_(True)
-        with autocast:
-            losses = method.loss(nets, "model", x, None)
-        loss = losses["loss"]
-        if not torch.isfinite(loss).item():
-            raise RuntimeError("non-finite loss")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip or float("inf"))
-        if not torch.isfinite(gnorm).item():
-            raise RuntimeError("non-finite gradient")
-        opt.step()
-        for key, value in losses.items():
-            sums[key] = sums.get(key, 0) + value.detach().float()
-        sched.step()
-        if ema is not None:
-            ema.update_parameters(net)
 
     def genbench_sample(n: int):
         net.eval()
@@ -225,8 +237,9 @@ def measure_preset(preset: str, args, device: torch.device) -> dict:
 
     genbench_loss = lambda: method.loss(nets, "model", fixed_x, None)["loss"]  # noqa: E731
     rows.append(Row("genbench", f"UNet ch={net_cfg.ch} mult={net_cfg.ch_mult}", n_params, genbench_loss,
-                    genbench_step, genbench_sample, sampler_name, nfe,
-                    "training loop step (+ EMA, lr schedule, non-finite checks)"))
+                    None, genbench_sample, sampler_name, nfe,
+                    f"genbench.train.loop.train ({loop_flags}; + EMA, lr schedule, non-finite checks)",
+                    images_per_s=loop_ips))
     bare_net = copy.deepcopy(net)
     bare_nets = {"model": bare_net}
     bare_loss = lambda: method.loss(bare_nets, "model", next_batch(), None)["loss"]  # noqa: E731
@@ -342,8 +355,12 @@ def measure_preset(preset: str, args, device: torch.device) -> dict:
     results = []
     for row in rows:
         fpi = flops_per_image(row.loss_fn, fixed_x.shape[0], autocast)
-        secs = timed(row.opt_step, args.steps, args.warmup, device)
-        ips = args.steps * batch / secs
+        if row.images_per_s is not None:
+            ips = row.images_per_s
+            secs = args.steps * batch / ips
+        else:
+            secs = timed(row.opt_step, args.steps, args.warmup, device)
+            ips = args.steps * batch / secs
         achieved = fpi * ips / 1e12
         samp = None
         if row.sample_fn is not None and not args.no_sample:
@@ -361,7 +378,10 @@ def measure_preset(preset: str, args, device: torch.device) -> dict:
             "mfu": achieved / peak if peak else None, "sampler": row.sampler, "nfe": row.nfe,
             "sample_n": sample_n if samp else None, "sample_images_per_s": samp, "note": row.note})
         print(f"  {preset} {row.library}: {ips:.1f} img/s", file=sys.stderr, flush=True)
+    tf32 = (f"matmul {torch.backends.cuda.matmul.allow_tf32}, cudnn {torch.backends.cudnn.allow_tf32}"
+            if device.type == "cuda" else None)
     return {"preset": preset, "rows": results, "skipped": skipped, "peak_tflops": peak, "peak_source": peak_src,
+            "tf32": tf32,
             "data": data.source, "image_shape": list(shape)}
 
 
@@ -415,6 +435,11 @@ def main(argv: list[str] | None = None) -> int:
         for row in res["rows"]:
             print(f"params: {row['library']}: {row['model']}: {row['params']:,} "
                   f"({row['params_vs_genbench']:+.1%} vs genbench)")
+        for row in res["rows"]:
+            if row["note"]:
+                print(f"note: {row['library']}: {row['note']}")
+        if res["tf32"] is not None:
+            print(f"CUDA TF32 for every row (as the loop's train.tf32 left it): {res['tf32']}")
         for line in res["skipped"]:
             print(line)
         print("\n| library | params | train img/s | GFLOP/img (fwd+bwd) | TFLOP/s | MFU | sampler | NFE | sample img/s |")
