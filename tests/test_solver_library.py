@@ -247,3 +247,27 @@ def test_stochastic_solvers_give_the_same_sample_whatever_the_batch(name):
     whole = solve(name, denoise, VP, x, 9, noise=SeededNoise(range(6)).randn_like).x
     part = solve(name, denoise, VP, x[2:5], 9, noise=SeededNoise(range(2, 5)).randn_like).x
     assert torch.allclose(whole[2:5], part, atol=1e-12)
+
+
+def test_adaptive_nfe_is_the_mean_over_batches():
+    """dopri5 picks its steps per batch: generate() reports the mean NFE over samples, not the
+    last batch's count; a fixed-NFE solver reports its exact int."""
+    from genbench.sampling import generate
+    from genbench.solvers.base import SolverResult
+
+    class Method:
+        calls = 0
+
+        def sample(self, nets, x, solver=None, nfe=None, noise=None, **opts):
+            Method.calls += 1
+            return SolverResult(x, 10 if Method.calls == 1 else 20)
+
+    _, used = generate(Method(), {}, (2,), list(range(48)), torch.device("cpu"), batch_size=32, solver="dopri5")
+    assert used == pytest.approx((32 * 10 + 16 * 20) / 48, abs=0.05)
+
+    class Fixed(Method):
+        def sample(self, nets, x, solver=None, nfe=None, noise=None, **opts):
+            return SolverResult(x, 7)
+
+    _, used = generate(Fixed(), {}, (2,), list(range(48)), torch.device("cpu"), batch_size=32)
+    assert used == 7 and isinstance(used, int)

@@ -52,8 +52,9 @@ def _layout(net: nn.Module) -> torch.memory_format | None:
 
 def generate(method, nets: dict[str, nn.Module], latent_shape: Sequence[int], seeds: Sequence[int],
              device: torch.device, batch_size: int = 256, solver: str | None = None,
-             nfe: int | None = None, bitwise: bool = True, **opts) -> tuple[Tensor, int]:
-    """Samples for ``seeds`` (model range, on the CPU) and the NFE per sample.
+             nfe: int | None = None, bitwise: bool = True, **opts) -> tuple[Tensor, int | float]:
+    """Samples for ``seeds`` (model range, on the CPU) and the NFE per sample: an int, or for an
+    adaptive solver whose batches took different counts, their mean over samples (one decimal).
 
     Sample k depends only on seeds[k]: its initial and per-step noise come from its own stream
     (as EDM's generate script does). With ``bitwise`` (CPU only) it is also bitwise independent of
@@ -63,7 +64,7 @@ def generate(method, nets: dict[str, nn.Module], latent_shape: Sequence[int], se
     pad = bitwise and device.type == "cpu"
     native = pad and _has_transposed_conv(nets)
     image = len(latent_shape) == 3
-    out, used = [], 0
+    out, used = [], []
     for start in range(0, len(seeds), batch_size):
         chunk = list(seeds[start:start + batch_size])
         n = len(chunk)
@@ -81,5 +82,6 @@ def generate(method, nets: dict[str, nn.Module], latent_shape: Sequence[int], se
         finally:
             torch.backends.mkldnn.enabled = was
         out.append(result.x[:n].float().cpu())
-        used = result.nfe
-    return torch.cat(out), used
+        used += [result.nfe] * n
+    mean_nfe = used[0] if len(set(used)) == 1 else round(sum(used) / len(used), 1)
+    return torch.cat(out), mean_nfe
