@@ -28,8 +28,12 @@ for RUN in "$DIFF" "$FLOW"; do
   sweep "$RUN" --solver dopri5 --tol 1e-4 -n 2000
 done
 # 3. every solver of each family over the NFE grid, with dopri5 beside it, n = 500
+# (heun, heun_ve, karras_sde and dpm++2s make 2N - 1 evaluations: their grid is the odd counts)
+ODD=heun,heun_ve,karras_sde,dpm++2s
 sweep "$DIFF" --solver "$DIFF_SOLVERS" --nfe-list 1,2,4,8,10,20 -n 500
+sweep "$DIFF" --solver "$ODD" --nfe-list 3,5,9,11,19,21 -n 500
 sweep "$FLOW" --solver "$FLOW_SOLVERS" --nfe-list 1,2,4,8,10,20 -n 500
+sweep "$FLOW" --solver "$ODD" --nfe-list 3,5,9,11,19,21 -n 500
 sweep "$DIFF" --solver dopri5 --tol 1e-4 -n 500
 sweep "$FLOW" --solver dopri5 --tol 1e-4 -n 500
 # 4. DDPM ancestral sampling up to its full 1000 steps (Ho et al. Algorithm 2), n = 500
