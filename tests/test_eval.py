@@ -94,6 +94,12 @@ def test_nfe_sweep_records_fid_against_nfe(env):
     rec = json.loads((run / "eval" / "sweep-n200-seed0.json").read_text())
     assert [p["nfe"] for p in rec["curves"]["euler"]] == [1, 2, 3, 4]
     assert [p["nfe"] for p in rec["curves"]["heun"]] == [1, 3]  # heun makes 2N - 1 evaluations
+    # a second sweep at the same n adds its counts to the curve instead of replacing it
+    assert main(["eval", str(run), "--nfe-sweep", "--solver", "euler", "--nfe-list", "8,2", "-n", "200",
+                 "--metrics", "modes"]) == 0
+    rec = json.loads((run / "eval" / "sweep-n200-seed0.json").read_text())
+    assert [p["nfe"] for p in rec["curves"]["euler"]] == [1, 2, 3, 4, 8]
+    assert [p["nfe"] for p in rec["curves"]["heun"]] == [1, 3]
 
 
 def test_dopri5_tolerance_is_an_option_recorded_and_named(env):

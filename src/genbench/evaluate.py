@@ -277,8 +277,11 @@ def nfe_sweep(run_dir: Path, solvers: list[str], nfes: tuple[int, ...] = SWEEP_N
                            **({"tol": tol or DOPRI5_TOL} if solver == "dopri5" else {})})
         curves[solver + (f"-tol{tol:g}" if solver == "dopri5" and tol else "")] = points
     out = run_dir / "eval" / f"sweep-n{n}-seed{seed}.json"
-    previous = json.loads(out.read_text())["curves"] if out.exists() else {}
-    record = {"genbench_sweep": 1, "n": n, "seed": seed, "metrics": metrics, "curves": {**previous, **curves}}
+    merged = json.loads(out.read_text())["curves"] if out.exists() else {}
+    for key, points in curves.items():  # a later sweep adds NFE counts to a curve, replacing equal ones
+        by_nfe = {p["nfe"]: p for p in merged.get(key, [])} | {p["nfe"]: p for p in points}
+        merged[key] = [by_nfe[k] for k in sorted(by_nfe)]
+    record = {"genbench_sweep": 1, "n": n, "seed": seed, "metrics": metrics, "curves": merged}
     from genbench.train.checkpoint import atomic_write_bytes
 
     atomic_write_bytes(out, (json.dumps(record, indent=2) + "\n").encode())
