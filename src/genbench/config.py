@@ -228,7 +228,7 @@ class TrainConfig(_Strict):
     proxy_n: int = Field(2000, ge=10)             # samples per proxy evaluation
     tensorboard: bool = True
     # speed (results change only in the last bits; the run stays bitwise resumable)
-    channels_last: bool = True    # image nets and batches in NHWC (tensor cores; oneDNN on CPU, ~1.3x)
+    channels_last: bool = True    # image nets and batches in NHWC (tensor cores; oneDNN on CPU)
     tf32: bool = True             # CUDA: TF32 matmuls and convolutions (Ampere and later)
     compile: bool = False         # torch.compile the trained nets (minutes of compiling first)
 

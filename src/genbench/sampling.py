@@ -14,7 +14,7 @@ from genbench.noise import SeededNoise
 # batch), which changes the low bits of a sample with its batch-mates. Padding every CPU batch to
 # a multiple of PAD_TO rows makes a seed's sample bitwise the same whatever the batch size; oneDNN's
 # transposed convolutions stay batch-dependent even then, so nets that have one run on the native
-# kernels (2.5x slower for the UNets, which have none and keep oneDNN).
+# kernels (the UNets have none and keep the faster oneDNN ones).
 PAD_TO = 16
 
 
@@ -24,8 +24,8 @@ def _has_transposed_conv(nets: dict[str, nn.Module]) -> bool:
 
 @contextmanager
 def fast_layout(nets: dict[str, nn.Module], image: bool):
-    """Channels-last weights for image nets while sampling (1.3x on CPU oneDNN, the usual layout on
-    GPU tensor cores). Each net gets its own layout back afterwards: a training loop's nets (and
+    """Channels-last weights for image nets while sampling (oneDNN's and the GPU tensor cores'
+    preferred layout). Each net gets its own layout back afterwards: a training loop's nets (and
     the optimiser state laid out like them, which fused Adam needs) are left as they were."""
     if not image:
         yield

@@ -235,8 +235,9 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
     layout = torch.channels_last if tcfg.channels_last and data.kind == "image" else None
 
     def apply_layout() -> None:
-        """(Re)set the nets' memory format: the sampler may change it, and the fused optimiser
-        needs the parameters in the layout its state was made in."""
+        """Set the nets' memory format (at the start and after a resume): the fused optimiser needs
+        the parameters in the layout its state was made in. Sampling leaves layouts as they were
+        (``sampling.fast_layout``)."""
         if layout is not None:
             for net in [*nets.values(), *([ema.module] if ema is not None else [])]:
                 net.to(memory_format=layout)
@@ -358,7 +359,6 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
         x, nfe = generate(method, sample_nets, latent_shape, grid_seeds, device,
                           solver=cfg.sample.solver, nfe=cfg.sample.nfe)
         snet.train(was_training)
-        apply_layout()
         path = run_dir / "samples" / f"grid-{step:09d}.png"
         if data.kind == "points":
             save_points_plot(x, path, real_points, title=f"{cfg.name} step {step} (NFE {nfe})")
@@ -373,7 +373,6 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
         snet.eval()
         scores = proxy(method, {**nets, method.sample_player: snet}, latent_shape)
         snet.train(was_training)
-        apply_layout()
         logger.log({"step": step, "kimg": images_seen / 1000, **scores})
 
     logger = MetricsLogger(run_dir, step, tcfg.tensorboard) if main else _NoLogger()
