@@ -15,6 +15,7 @@
 #
 #   bash benchmarks/gpu_check.sh                 # on the GPU machine, from the repository root
 #   bash benchmarks/gpu_check.sh --cpu-dry-run --out /tmp/gpu-dry
+# Without network on the GPU machine, fetch the missing packages first: benchmarks/device_wheels.sh.
 # Python: $PYTHON, else .venv/bin/python, else python3 (it needs torch and genbench's dependencies).
 set -uo pipefail
 
@@ -24,7 +25,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --cpu-dry-run) DRY=1 ;;
         --out) shift; OUTDIR="${1:?--out needs a folder}" ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "gpu_check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
