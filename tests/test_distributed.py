@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -59,6 +60,11 @@ def eval_args(run: Path) -> list[str]:
     return ["eval", str(run), "--metrics", "modes,prdc", "-n", "40", "--no-floor", "--device", "cpu", "--overwrite"]
 
 
+def sweep_args(run: Path, nfes: str) -> list[str]:
+    return ["eval", str(run), "--nfe-sweep", "--solver", "euler,heun", "--nfe-list", nfes, "--metrics", "modes,prdc",
+            "-n", "30", "--device", "cpu"]
+
+
 def jobs(root: Path) -> list[tuple[str, list[str]]]:
     d = root / "dist"
     return [
@@ -68,6 +74,8 @@ def jobs(root: Path) -> list[tuple[str, list[str]]]:
         ("gan", toy_args("gan", d / "gan", STEPS)),
         ("sample", sample_args(root / "single" / "ddpm", d / "samples")),
         ("eval", eval_args(root / "single" / "flow")),
+        ("sweep", sweep_args(root / "single" / "flow", "2,3")),
+        ("sweep-more", sweep_args(root / "single" / "flow", "2,3,5")),   # reuses 2 and 3 (rank 0's files)
         ("odd-batch", toy_args("flow", d / "odd", 2, "train.batch_size=15")),
     ]
 
@@ -197,7 +205,7 @@ def test_sharded_sampling_is_bitwise_single_process(runs):
 def test_sharded_eval_scores_like_single_process(runs):
     root, results = runs
     run = root / "single" / "flow"
-    (path,) = (run / "eval").glob("*.json")
+    (path,) = (run / "eval").glob("eval-*-n40-*.json")
     dist_record = json.loads(path.read_text())
     assert results["eval"][0]["out"].strip() and not results["eval"][1]["out"].strip()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -205,6 +213,28 @@ def test_sharded_eval_scores_like_single_process(runs):
     single_record = json.loads(path.read_text())
     assert dist_record["metrics"] == single_record["metrics"]
     assert dist_record["sampling"]["seeds"] == single_record["sampling"]["seeds"]
+
+
+def test_sharded_nfe_sweep_equals_single_process(runs, tmp_path):
+    root, results = runs
+    run = root / "single" / "flow"
+    dist_sweep = json.loads((run / "eval" / "sweep-n30-seed0.json").read_text())
+    assert "NFE 5" in results["sweep-more"][0]["out"] and not results["sweep-more"][1]["out"].strip()
+    # euler at 2, 3, 5 and heun at 3, 5 (odd counts only), each point its own eval file
+    assert sorted(p.name.split("-")[2] for p in (run / "eval").glob("eval-*-n30-*.json")) == \
+        ["euler2", "euler3", "euler5", "heun3", "heun5"]
+    fresh = tmp_path / "flow"
+    shutil.copytree(run, fresh, ignore=shutil.ignore_patterns("eval"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(sweep_args(fresh, "2,3,5")) == 0
+    single_sweep = json.loads((fresh / "eval" / "sweep-n30-seed0.json").read_text())
+
+    def scores(record):
+        return {k: [{m: v for m, v in p.items() if m != "images_per_s"} for p in pts]
+                for k, pts in record["curves"].items()}
+
+    assert [p["nfe"] for p in dist_sweep["curves"]["euler"]] == [2, 3, 5]
+    assert scores(dist_sweep) == scores(single_sweep)
 
 
 def test_layout_change_on_resume_keeps_the_optimiser_right(runs, tmp_path, monkeypatch):

@@ -100,7 +100,10 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
     nfe_tag = str(nfe_req or "") + tol_tag(opts)
     out = _out_path(run_dir, loaded.step, solver_name, nfe_tag, n, seed, not use_ema,
                     extractor.name if extractor else "points")
-    if out.exists() and not overwrite:
+    from genbench import dist
+
+    # rank 0's file system decides, so that all ranks stop, or go on to sample, together
+    if dist.broadcast_object(out.exists()) and not overwrite:
         raise GenbenchError(f"{out} already exists", "add --overwrite, or change -n/--seed/--solver")
 
     from genbench.sample_cmd import generate_sharded
@@ -255,7 +258,11 @@ def nfe_sweep(run_dir: Path, solvers: list[str], nfes: tuple[int, ...] = SWEEP_N
     curve is written to ``<run>/eval/sweep-n<N>-seed<S>.json``. dopri5 contributes one point at
     the NFE its tolerance ``tol`` (rtol = atol; default 1e-5) leads to, under the key ``dopri5``, or
     ``dopri5-tol<tol>`` for another tolerance.
+
+    Under torchrun every point is sampled by all ranks (seeds shared out) and scored by rank 0,
+    which alone writes and returns the curve; the other ranks get ``(path, {})``.
     """
+    from genbench import dist
     from genbench.sample_cmd import DOPRI5_TOL
     from genbench.solvers import allowed_nfe
 
@@ -271,12 +278,16 @@ def nfe_sweep(run_dir: Path, solvers: list[str], nfes: tuple[int, ...] = SWEEP_N
             except GenbenchError as err:
                 if "already exists" not in err.problem:
                     raise
-                rec = json.loads(Path(err.problem.split(" already exists")[0]).read_text())
+                rec = json.loads(Path(err.problem.split(" already exists")[0]).read_text()) if dist.is_main() else {}
+            if not rec:   # a rank other than 0: it only sampled
+                continue
             scores = {k: v for k, v in rec["metrics"].items() if isinstance(v, (int, float))}
             points.append({"nfe": rec["sampling"]["nfe"], **scores, "images_per_s": rec["sampling"]["images_per_s"],
                            **({"tol": tol or DOPRI5_TOL} if solver == "dopri5" else {})})
         curves[solver + (f"-tol{tol:g}" if solver == "dopri5" and tol else "")] = points
     out = run_dir / "eval" / f"sweep-n{n}-seed{seed}.json"
+    if not dist.is_main():
+        return out, {}
     merged = json.loads(out.read_text())["curves"] if out.exists() else {}
     for key, points in curves.items():  # a later sweep adds NFE counts to a curve, replacing equal ones
         by_nfe = {p["nfe"]: p for p in merged.get(key, [])} | {p["nfe"]: p for p in points}
