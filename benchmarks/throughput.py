@@ -20,7 +20,9 @@ measures, in one process and on one device:
 * sampling images/s with the preset's sampler (solver and NFE); peers with their own DDIM
   (diffusers ``DDIMScheduler``, lucidrains ``sampling_timesteps``) or Euler at the same NFE.
 
-Timings exclude ``--warmup`` steps and synchronise CUDA before reading the clock. Data are
+``--compile`` runs every row's network through ``torch.compile`` (genbench's loop through its
+``train.compile`` setting), after the FLOPs are counted in eager mode; compilation falls in the
+warm-up steps. Timings exclude ``--warmup`` steps and synchronise CUDA before reading the clock. Data are
 image-shaped synthetic uint8 images in the preset's shape (throughput does not depend on the
 pixels; ``--real-data`` loads the preset's dataset instead). Peers that are not installed are
 skipped with a line saying so (``make bench-deps`` installs them).
@@ -119,7 +121,8 @@ def data_for(cfg, device: torch.device, real: bool, batch_size: int) -> InMemory
 class Row:
     def __init__(self, library: str, model: str, params: int, loss_fn: Callable, opt_step: Callable | None,
                  sample_fn: Callable | None, sampler: str, nfe: int | None, note: str = "",
-                 images_per_s: float | None = None):
+                 images_per_s: float | None = None, module: torch.nn.Module | None = None):
+        self.module = module   # what --compile compiles (after the FLOPs are counted, in eager mode)
         self.library, self.model, self.params = library, model, params
         self.loss_fn, self.opt_step, self.sample_fn = loss_fn, opt_step, sample_fn
         self.sampler, self.nfe, self.note = sampler, nfe, note
@@ -173,7 +176,8 @@ def loop_images_per_s(preset: str, overrides: list[str], data: InMemoryData, arg
         *overrides, f"train.budget={{steps: {every * (intervals + 1)}}}", f"train.log_every={every}",
         "train.sample_every=1000000000", "train.ckpt_every=1000000000", "train.tensorboard=false",
         "train.grid_n=1", "sample.solver=euler", "sample.nfe=1",   # the grid drawn after the last step
-        f"train.precision={'bf16' if args.bf16 else 'fp32'}", f"train.device={device.type}"])
+        f"train.precision={'bf16' if args.bf16 else 'fp32'}", f"train.device={device.type}",
+        f"train.compile={'true' if args.compile else 'false'}"])
     flags = ", ".join(f"{k} {getattr(cfg.train, k)}" for k in ("channels_last", "tf32", "compile")
                       if hasattr(cfg.train, k))
     patched = not args.real_data
@@ -246,7 +250,7 @@ def measure_preset(preset: str, args, device: torch.device) -> dict:
     rows.append(Row("genbench (bare)", "same UNet", n_params,
                     lambda: method.loss(bare_nets, "model", fixed_x, None)["loss"],
                     bare_step(bare_net, bare_loss, autocast, device), None, "", None,
-                    "loss, backward, clip, Adam (the peers' step)"))
+                    "loss, backward, clip, Adam (the peers' step)", module=bare_net))
 
     skipped: list[str] = []
     # --- diffusers
@@ -287,7 +291,7 @@ def measure_preset(preset: str, args, device: torch.device) -> dict:
 
         rows.append(Row("diffusers", "UNet2DModel (genbench's layout) + DDPMScheduler", count_params(unet),
                         lambda: dif_loss(fixed_x), bare_step(unet, dif_loss, autocast, device), dif_sample,
-                        "DDIMScheduler", nfe or 50))
+                        "DDIMScheduler", nfe or 50, module=unet))
     if diffusers_ok and cfg.method.kind == "flow":
         try:
             from torchcfm import ConditionalFlowMatcher
@@ -316,7 +320,7 @@ def measure_preset(preset: str, args, device: torch.device) -> dict:
 
             rows.append(Row("torchcfm", "ConditionalFlowMatcher + diffusers UNet2DModel", count_params(unet),
                             lambda: cfm_loss(fixed_x), bare_step(unet, cfm_loss, autocast, device), cfm_sample,
-                            "Euler", nfe or 50))
+                            "Euler", nfe or 50, module=unet))
     elif cfg.method.kind == "flow":
         skipped.append("torchcfm: needs diffusers for its UNet (make bench-deps) -- skipped")
 
@@ -347,7 +351,7 @@ def measure_preset(preset: str, args, device: torch.device) -> dict:
                             "in GaussianDiffusion(pred_noise)", count_params(luc_net),
                             lambda: gd(fixed_x), bare_step(gd, lambda: gd(next_batch()), autocast, device),
                             luc_sample, "DDIM (sampling_timesteps)", min(nfe or 50, T),
-                            "linear betas scaled to T=1000 by its own formula"))
+                            "linear betas scaled to T=1000 by its own formula", module=luc_net))
     else:
         skipped.append("denoising-diffusion-pytorch: diffusion only -- skipped for a flow preset")
 
@@ -355,6 +359,8 @@ def measure_preset(preset: str, args, device: torch.device) -> dict:
     results = []
     for row in rows:
         fpi = flops_per_image(row.loss_fn, fixed_x.shape[0], autocast)
+        if args.compile and row.module is not None:   # compiled during the warm-up steps
+            row.module.compile()
         if row.images_per_s is not None:
             ips = row.images_per_s
             secs = args.steps * batch / ips
@@ -373,6 +379,7 @@ def measure_preset(preset: str, args, device: torch.device) -> dict:
         results.append({
             "preset": preset, "library": row.library, "model": row.model, "params": row.params,
             "params_vs_genbench": row.params / n_params - 1, "batch_size": batch, "precision": precision,
+            "compiled": bool(args.compile and (row.module is not None or row.images_per_s is not None)),
             "train_images_per_s": ips, "train_seconds": secs, "steps": args.steps, "warmup": args.warmup,
             "gflop_per_image": fpi / 1e9, "achieved_tflops": achieved,
             "mfu": achieved / peak if peak else None, "sampler": row.sampler, "nfe": row.nfe,
@@ -408,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first")
     p.add_argument("--batch-size", type=int, default=None, help="default: the preset's train.batch_size")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for every row (default fp32)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile every row's network (genbench's loop through train.compile); "
+                        "compilation happens in the warm-up steps")
     p.add_argument("--sample-n", type=int, default=None, help="images per sampling measurement (default: batch)")
     p.add_argument("--no-sample", action="store_true", help="skip the sampling measurement")
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (default: table, GPU only)")
@@ -429,8 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     for preset in args.presets:
         res = measure_preset(preset, args, device)
         report["presets"].append(res)
+        compiled = ", torch.compile" if args.compile else ""
         print(f"\n## {preset} ({'x'.join(map(str, res['image_shape']))}, {res['data']}, batch "
-              f"{res['rows'][0]['batch_size']}, {res['rows'][0]['precision']}, {args.steps} timed steps after "
+              f"{res['rows'][0]['batch_size']}, {res['rows'][0]['precision']}{compiled}, {args.steps} timed steps after "
               f"{args.warmup} warm-up; MFU against {fmt(res['peak_tflops'], '.0f')} TFLOP/s: {res['peak_source']})")
         for row in res["rows"]:
             print(f"params: {row['library']}: {row['model']}: {row['params']:,} "
