@@ -10,27 +10,28 @@
 #   4. a short training run of the CIFAR-10 DDPM preset (35.7M UNet, bf16, batch 128) on files in
 #      the official CIFAR-10 format filled with random pixels (CIFAR-10 cannot be downloaded there),
 #      then `genbench sample` from it (cifar_train.log, cifar-run/)
-#   5. with --with-compile only (about 3 more minutes): step 3 for cifar10/ddpm with torch.compile on
-#      every row (throughput_compiled.md, .json)
+#   5. with --more only (about 4 more minutes): cifar10/ddpm's loop in NCHW instead of channels-last
+#      (throughput_nchw.md; GroupNorm's CUDA kernels may not keep channels-last), and step 3 for
+#      cifar10/ddpm with torch.compile on every row (throughput_compiled.md, .json)
 # A summary (summary.txt) gives each step's status and seconds; the exit code is non-zero if a step
 # failed. --cpu-dry-run runs the same steps on the CPU with tiny sizes (to test this script on a
 # machine without a GPU); the CUDA tests then run on the CPU through GENBENCH_CUDA_TEST_DEVICE=cpu.
 #
 #   bash benchmarks/gpu_check.sh                 # on the GPU machine, from the repository root
 #   bash benchmarks/gpu_check.sh --cpu-dry-run --out /tmp/gpu-dry
-#   bash benchmarks/gpu_check.sh --with-compile  # + the compiled throughput
+#   bash benchmarks/gpu_check.sh --more          # + the NCHW and compiled throughput
 # Without network on the GPU machine, fetch the missing packages first: benchmarks/device_wheels.sh.
 # Python: $PYTHON, else .venv/bin/python, else python3 (it needs torch and genbench's dependencies).
 set -uo pipefail
 
 DRY=0
-COMPILE=0
+MORE=0
 OUTDIR=""
 BACK="${OUT:-}"   # the lent machine's folder that comes back
 while [ $# -gt 0 ]; do
     case "$1" in
         --cpu-dry-run) DRY=1 ;;
-        --with-compile) COMPILE=1 ;;
+        --more) MORE=1 ;;
         --out) shift; OUTDIR="${1:?--out needs a folder}" ;;
         -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "gpu_check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -92,6 +93,7 @@ if [ "$DRY" = 1 ]; then
     TP2_ARGS=(cifar10/ddpm --device cpu --steps 1 --warmup 0 --batch-size 2 --no-sample --bf16)
     PER_BATCH=8
     TPC_ARGS=(fmnist/ddpm --device cpu --steps 2 --warmup 1 --batch-size 4 --no-sample --compile)
+    TPL_ARGS=(fmnist/ddpm --device cpu --steps 2 --warmup 1 --batch-size 4 --no-sample)
     TRAIN_ARGS=(nets.model.ch=16 "nets.model.ch_mult=[1, 2]" nets.model.num_res_blocks=1 nets.model.groups=8
                 train.batch_size=8 "train.budget={steps: 3}" train.log_every=1 sample.nfe=10 train.grid_n=4)
     SAMPLE_N=4
@@ -101,6 +103,7 @@ else
     TP_ARGS=(fmnist/ddpm cifar10/ddpm --device cuda --bf16 --steps 50 --warmup 10)
     TP2_ARGS=()
     TPC_ARGS=(cifar10/ddpm --device cuda --bf16 --compile --no-sample --steps 50 --warmup 10)
+    TPL_ARGS=(cifar10/ddpm --device cuda --bf16 --no-sample --steps 50 --warmup 10)
     PER_BATCH=1000   # 5000 training images
     TRAIN_ARGS=("train.budget={steps: 300}" train.log_every=50)
     SAMPLE_N=64
@@ -151,16 +154,20 @@ print('cifar run:', r.get('status'), 'steps', r.get('step'), 'images', r.get('im
       'train s', r.get('train_seconds'), 'images/s', round(r.get('images_seen', 0) / max(r.get('train_seconds') or 1e-9, 1e-9), 1))
 " | tee -a "$SUMMARY"
 fi
-if [ "$COMPILE" = 1 ]; then
+if [ "$MORE" = 1 ]; then
+    step "throughput (bf16, NCHW)" 40 throughput_nchw.md -- \
+        "$PY" benchmarks/throughput.py "${TPL_ARGS[@]}" --no-peers --set train.channels_last=false \
+        --json "$OUTDIR/throughput_nchw.json"
     step "throughput (bf16, compiled)" 200 throughput_compiled.md -- \
         "$PY" benchmarks/throughput.py "${TPC_ARGS[@]}" --json "$OUTDIR/throughput_compiled.json"
 fi
 echo "summary: $SUMMARY"
-for f in throughput.md throughput_compiled.md; do
+for f in throughput.md throughput_nchw.md throughput_compiled.md; do
     grep -E '^(\||## |params|.*skipped)' "$OUTDIR/$f" 2>/dev/null
 done
 if [ -n "$BACK" ] && [ "$BACK" != "$OUTDIR" ]; then   # at most 8 files come back from a lent machine
-    for f in summary.txt env.txt throughput.md throughput.json throughput_compiled.md throughput_compiled.json; do
+    for f in summary.txt env.txt throughput.md throughput.json throughput_nchw.md throughput_compiled.md \
+             throughput_compiled.json; do
         [ -f "$OUTDIR/$f" ] && cp "$OUTDIR/$f" "$BACK/"
     done
     (cd "$OUTDIR" && tar czf "$BACK/gpu_check_logs.tgz" --exclude='./cifar-format' --exclude='*.pt' \

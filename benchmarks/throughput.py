@@ -199,7 +199,7 @@ def loop_images_per_s(preset: str, overrides: list[str], data: InMemoryData, arg
 
 
 def measure_preset(preset: str, args, device: torch.device) -> dict:
-    overrides = [f"train.batch_size={args.batch_size}"] if args.batch_size else []
+    overrides = ([f"train.batch_size={args.batch_size}"] if args.batch_size else []) + list(args.set)
     cfg = load_config(resolve_config(preset), overrides)
     if cfg.method.kind not in ("diffusion", "flow") or cfg.nets["model"].kind != "unet":
         raise SystemExit(f"throughput: {preset} is not a UNet diffusion or flow preset")
@@ -252,14 +252,15 @@ def measure_preset(preset: str, args, device: torch.device) -> dict:
                     bare_step(bare_net, bare_loss, autocast, device), None, "", None,
                     "loss, backward, clip, Adam (the peers' step)", module=bare_net))
 
-    skipped: list[str] = []
+    skipped: list[str] = ["peers: not run (--no-peers)"] if args.no_peers else []
     # --- diffusers
-    diffusers_ok = True
+    diffusers_ok = not args.no_peers
     try:
         import diffusers  # noqa: F401
     except ImportError:
+        if diffusers_ok:
+            skipped.append("diffusers: not installed (make bench-deps) -- skipped")
         diffusers_ok = False
-        skipped.append("diffusers: not installed (make bench-deps) -- skipped")
     if diffusers_ok and cfg.method.kind == "diffusion":
         from diffusers import DDIMScheduler, DDPMScheduler
 
@@ -321,11 +322,13 @@ def measure_preset(preset: str, args, device: torch.device) -> dict:
             rows.append(Row("torchcfm", "ConditionalFlowMatcher + diffusers UNet2DModel", count_params(unet),
                             lambda: cfm_loss(fixed_x), bare_step(unet, cfm_loss, autocast, device), cfm_sample,
                             "Euler", nfe or 50, module=unet))
-    elif cfg.method.kind == "flow":
+    elif cfg.method.kind == "flow" and not args.no_peers:
         skipped.append("torchcfm: needs diffusers for its UNet (make bench-deps) -- skipped")
 
     # --- lucidrains
-    if cfg.method.kind == "diffusion":
+    if args.no_peers:
+        pass
+    elif cfg.method.kind == "diffusion":
         try:
             from denoising_diffusion_pytorch import GaussianDiffusion
         except ImportError:
@@ -415,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first")
     p.add_argument("--batch-size", type=int, default=None, help="default: the preset's train.batch_size")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for every row (default fp32)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for the preset (its net, so the peers' too, and genbench's loop), "
+                        "e.g. --set train.channels_last=false; repeatable")
+    p.add_argument("--no-peers", action="store_true", help="genbench's rows only")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile every row's network (genbench's loop through train.compile); "
                         "compilation happens in the warm-up steps")
@@ -443,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## {preset} ({'x'.join(map(str, res['image_shape']))}, {res['data']}, batch "
               f"{res['rows'][0]['batch_size']}, {res['rows'][0]['precision']}{compiled}, {args.steps} timed steps after "
               f"{args.warmup} warm-up; MFU against {fmt(res['peak_tflops'], '.0f')} TFLOP/s: {res['peak_source']})")
+        if args.set:
+            print(f"overrides: {' '.join(args.set)}")
         for row in res["rows"]:
             print(f"params: {row['library']}: {row['model']}: {row['params']:,} "
                   f"({row['params_vs_genbench']:+.1%} vs genbench)")
