@@ -178,7 +178,7 @@ def loop_images_per_s(preset: str, overrides: list[str], data: InMemoryData, arg
         "train.grid_n=1", "sample.solver=euler", "sample.nfe=1",   # the grid drawn after the last step
         f"train.precision={'bf16' if args.bf16 else 'fp32'}", f"train.device={device.type}",
         f"train.compile={'true' if args.compile else 'false'}"])
-    flags = ", ".join(f"{k} {getattr(cfg.train, k)}" for k in ("channels_last", "tf32", "compile")
+    flags = ", ".join(f"{k} {getattr(cfg.train, k)}" for k in ("channels_last", "tf32", "cudnn_benchmark", "compile")
                       if hasattr(cfg.train, k))
     patched = not args.real_data
     original = loop.load_dataset

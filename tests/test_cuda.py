@@ -120,3 +120,6 @@ def test_bf16_training_steps_on_cifar_format_files(family, tmp_path, monkeypatch
     losses = [ln["loss/model"] for ln in lines if "loss/model" in ln]
     assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
     assert list((run / "samples").glob("grid-*.png"))
+    if DEVICE.type == "cuda":   # the preset's speed flags reached the backends
+        assert torch.backends.cudnn.benchmark and torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32

@@ -230,6 +230,7 @@ class TrainConfig(_Strict):
     # speed (results change only in the last bits; the run stays bitwise resumable)
     channels_last: bool = True    # image nets and batches in NHWC (tensor cores; oneDNN on CPU)
     tf32: bool = True             # CUDA: TF32 matmuls and convolutions (Ampere and later)
+    cudnn_benchmark: bool = True  # CUDA: cuDNN times its convolution algorithms for the fixed shapes
     compile: bool = False         # torch.compile the trained nets (minutes of compiling first)
 
 

@@ -22,7 +22,8 @@ from genbench.train.checkpoint import list_checkpoints, load_checkpoint
 # keys that may change when a run is resumed: how long it runs and how it reports
 RESUMABLE_KEYS = ("train.budget", "train.ckpt_every", "train.sample_every", "train.log_every",
                   "train.device", "train.keep_last", "train.tensorboard", "train.divergence_window",
-                  "train.divergence_threshold", "train.channels_last", "train.tf32", "train.compile")
+                  "train.divergence_threshold", "train.channels_last", "train.tf32", "train.cudnn_benchmark",
+                  "train.compile")
 
 
 def prepare_run_dir(path: Path, cfg: RunConfig, resume: bool, overwrite: bool) -> RunConfig:

@@ -226,6 +226,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
     if device.type == "cuda" and tcfg.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = tcfg.cudnn_benchmark
     torch.manual_seed(cfg.seed)
     data = load_dataset(cfg.data)
     data.x = data.x.to(device)   # the whole set on the device once; batches are indexed there
