@@ -4,6 +4,7 @@ and agreement with torch-fidelity's own FID / KID / IS computations on the same 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -91,6 +92,18 @@ def test_fid_fewer_samples_than_dims_is_finite():
     rng = np.random.default_rng(4)
     value = fid_from_features(rng.normal(size=(10, 32)), rng.normal(size=(12, 32)))
     assert math.isfinite(value) and value > 0
+
+
+def test_fid_with_constant_features_is_finite_and_quiet():
+    # features that never vary (a dead unit) make both covariances singular: scipy's sqrtm warns,
+    # the retry with eps*I handles it, so no warning reaches the user
+    rng = np.random.default_rng(5)
+    a = np.c_[rng.normal(size=(100, 8)), np.zeros((100, 4))]
+    b = np.c_[rng.normal(size=(100, 8)), np.zeros((100, 4))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = fid_from_features(a, b)
+    assert math.isfinite(value) and 0 < value == pytest.approx(fid_from_features(a[:, :8], b[:, :8]), rel=1e-3)
 
 
 def test_fid_rejects_invalid_covariance():

@@ -14,6 +14,8 @@ References
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 import scipy.special
@@ -40,8 +42,11 @@ def feature_stats(feats) -> tuple[np.ndarray, np.ndarray]:
 
 def _sqrtm_checked(a: np.ndarray, rtol: float = 1e-5) -> np.ndarray | None:
     """scipy's sqrtm of a, or None if the result is not finite or X·X misses a by more than rtol
-    (relative Frobenius error: the estimate scipy used to return before 1.16)."""
-    root = scipy.linalg.sqrtm(a)
+    (relative Frobenius error: the estimate scipy used to return before 1.16). scipy's warning
+    about a singular matrix is silenced: the result is checked here and the caller falls back."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(a)
     if not np.isfinite(root).all():
         return None
     scale = np.linalg.norm(a)
