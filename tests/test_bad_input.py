@@ -330,6 +330,8 @@ def test_disk_full_while_logging(env, capsys, trained, monkeypatch):
 def test_bad_sample_arguments(env, capsys, trained):
     run = copy_run(trained, "flow", env)
     refused(["sample", str(run), "-n", "0"], capsys, env, "must be positive")
+    refused(["sample", str(run), "-n", "2", "--batch-size", "0"], capsys, env, "must be positive")
+    refused(["eval", str(run), "-n", "4", "--batch-size", "0"], capsys, env, "--batch-size must be positive")
     refused(["sample", str(run), "-n", "2", "--format", "gif"], capsys, env, "unknown output format")
     refused(["sample", str(run), "-n", "2", "--solver", "magic"], capsys, env, "has no solver 'magic'")
     refused(["sample", str(env / "nothing")], capsys, env, "is not a genbench run")

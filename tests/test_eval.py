@@ -29,6 +29,7 @@ def test_toy_eval_counts_modes_and_writes_the_protocol(env, capsys):
     (path,) = (run / "eval").glob("*.json")
     rec = json.loads(path.read_text())
     assert rec["sampling"]["nfe"] == 20 and rec["sampling"]["n"] == 500 and rec["sampling"]["seeds"] == [0, 499]
+    assert rec["sampling"]["batch_size"] == 64   # the CPU default, recorded as used
     assert rec["weights"] == "ema" and rec["checkpoint"]["step"] == 400
     assert rec["checkpoint"]["images_seen"] == 400 * 512
     assert rec["floor"]["modes"] == 8 and rec["floor"]["hq_fraction"] > 0.95

@@ -26,6 +26,9 @@ def _launched_world() -> int:
 
 def _is_main_process() -> bool:
     return _launched_world() <= 1 or os.environ.get("RANK", "0") == "0"
+
+
+BATCH_HELP = "samples per batch (default 64 on the CPU, 256 on a GPU; on the CPU the samples do not depend on it)"
 TOL_HELP = "dopri5's relative and absolute tolerance (default 1e-5)"
 
 
@@ -203,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run directory")
     s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     s.add_argument("--seed", type=int, default=0, help="first seed; sample k uses seed+k (default 0)")
-    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--batch-size", type=int, default=None, help=BATCH_HELP)
     s.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     s.add_argument("--solver", default=None, help=SOLVER_HELP)
     s.add_argument("--nfe", type=int, default=None, help="network evaluations (default: the run's)")
@@ -225,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "modes,prdc for 2-D data)")
     e.add_argument("-n", type=int, default=10_000, help="samples to generate (default 10000)")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--batch-size", type=int, default=None, help=BATCH_HELP)
     e.add_argument("--solver", default=None, help=SOLVER_HELP)
     e.add_argument("--nfe", type=int, default=None, help="network evaluations (default: the run's)")
     e.add_argument("--tol", type=float, default=None, help=TOL_HELP)

@@ -66,7 +66,7 @@ def _out_path(run_dir: Path, step: int, solver: str, nfe_tag: str, n: int, seed:
 
 def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | None = None, n: int = 10_000,
                  solver: str | None = None, nfe: int | None = None, use_ema: bool = True,
-                 batch_size: int = 256, seed: int = 0, extractor_kind: str | None = None,
+                 batch_size: int | None = None, seed: int = 0, extractor_kind: str | None = None,
                  inception_weights: str | None = None, ref_split: str = "train", floor: bool = True,
                  device: str = "auto", overwrite: bool = False, progress: bool = True,
                  tol: float | None = None) -> tuple[Path, dict]:
@@ -84,6 +84,11 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
 
     solver, nfe_req = resolve_solver(cfg, solver, nfe)
     opts = solver_options(solver, tol)
+    if batch_size is not None and batch_size < 1:
+        raise GenbenchError(f"--batch-size must be positive (got {batch_size})", "e.g. --batch-size 64")
+    from genbench.sampling import default_batch_size
+
+    batch_size = batch_size or default_batch_size(loaded.device)
 
     # everything that can fail cheaply fails before sampling
     extractor = None

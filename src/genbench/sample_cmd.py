@@ -65,11 +65,11 @@ def tol_tag(opts: dict) -> str:
     return f"-tol{opts['rtol']:g}" if opts else ""
 
 
-def sample_run(run: Path, n: int, seed: int = 0, batch_size: int = 256, use_ema: bool = True,
+def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, use_ema: bool = True,
                solver: str | None = None, nfe: int | None = None, checkpoint: int | None = None,
                out: Path | None = None, formats: list[str] = ("png", "npz"), overwrite: bool = False,
                device: str = "auto", tol: float | None = None) -> list[Path]:
-    if n < 1 or batch_size < 1:
+    if n < 1 or (batch_size is not None and batch_size < 1):
         raise GenbenchError(f"-n and --batch-size must be positive (got {n}, {batch_size})", "e.g. -n 64")
     bad = [f for f in formats if f not in ("png", "npz")]
     if bad or not formats:
@@ -110,7 +110,7 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int = 256, use_ema:
     return paths
 
 
-def generate_sharded(method, nets, latent_shape, seeds: list[int], device, batch_size: int = 256,
+def generate_sharded(method, nets, latent_shape, seeds: list[int], device, batch_size: int | None = None,
                      solver: str | None = None, nfe: int | None = None, **opts):
     """:func:`generate` with the seeds split over the ranks (contiguous shares) and the samples
     gathered on rank 0 in seed order: bitwise what one process makes on the CPU (per-seed

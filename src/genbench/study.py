@@ -48,7 +48,7 @@ class StudyEval(_Strict):
     n: int = Field(2000, ge=2)
     seed: int = 0
     metrics: str | None = None            # None: fid,kid,is,prdc,speed for images; modes,prdc,speed for 2-D
-    batch_size: int = Field(256, ge=1)
+    batch_size: int | None = Field(None, ge=1)   # None: 64 on the CPU, 256 on a GPU
     nfe: dict[Family, int] = Field(default_factory=dict)        # per family; default: the run's own
     solver: dict[Family, str] = Field(default_factory=dict)
     history_n: int | None = Field(None, ge=2)   # also score every kept checkpoint on this many samples
