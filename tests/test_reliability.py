@@ -193,6 +193,17 @@ def test_keep_last_k_and_marked_best(tmp_path, capsys):
         mark_best(folder, 99)
 
 
+def test_keep_every_keeps_a_thinned_history(tmp_path):
+    folder = tmp_path / "checkpoints"
+    for step in range(1, 9):
+        save_checkpoint(small_state(step), folder, step, keep_last=2, keep_every=3)
+    assert list(list_checkpoints(folder)) == [3, 6, 7, 8]
+    # the history does not count towards keep_last: the last 2 others stay as well
+    for step in (9, 10):
+        save_checkpoint(small_state(step), folder, step, keep_last=2, keep_every=3)
+    assert list(list_checkpoints(folder)) == [3, 6, 8, 9, 10]
+
+
 def test_leftovers_of_killed_writers_are_ignored_and_cleaned(tmp_path):
     folder = tmp_path / "checkpoints"
     save_checkpoint(small_state(1), folder, 1, keep_last=5)

@@ -217,6 +217,7 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     ckpt_every: int = Field(1000, ge=1)       # steps; a checkpoint is also written at the end
     keep_last: int = Field(3, ge=1)
+    keep_every: int | None = Field(None, ge=1)  # steps: checkpoints at its multiples are never pruned
     log_every: int = Field(50, ge=1)
     sample_every: int = Field(1000, ge=1)     # steps between fixed-seed sample grids
     grid_n: int = Field(64, ge=1)

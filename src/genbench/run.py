@@ -21,7 +21,7 @@ from genbench.train.checkpoint import list_checkpoints, load_checkpoint
 
 # keys that may change when a run is resumed: how long it runs and how it reports
 RESUMABLE_KEYS = ("train.budget", "train.ckpt_every", "train.sample_every", "train.log_every",
-                  "train.device", "train.keep_last", "train.tensorboard", "train.divergence_window",
+                  "train.device", "train.keep_last", "train.keep_every", "train.tensorboard", "train.divergence_window",
                   "train.divergence_threshold", "train.channels_last", "train.tf32", "train.cudnn_benchmark",
                   "train.compile")
 

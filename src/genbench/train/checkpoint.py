@@ -5,8 +5,9 @@ a kill at any moment leaves either the old set of checkpoints or the new one, ne
 file. A ``.sha256`` sidecar is written after the rename and checked at load. Loading uses
 ``torch.load(weights_only=True)``, which refuses pickled code.
 
-Pruning keeps the last ``keep_last`` complete checkpoints and every checkpoint marked best
-(a ``ckpt-<step>.pt.best`` marker file, made by :func:`mark_best` / ``genbench mark-best``).
+Pruning keeps the last ``keep_last`` complete checkpoints, every checkpoint marked best
+(a ``ckpt-<step>.pt.best`` marker file, made by :func:`mark_best` / ``genbench mark-best``) and,
+with ``keep_every``, those whose step is a multiple of it (a thinned history of the run).
 Temp files and unverified checkpoints left by a killed writer are ignored when listing and
 removed at the next save.
 
@@ -115,7 +116,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def save_checkpoint(state: dict, folder: Path, step: int, keep_last: int) -> Path:
+def save_checkpoint(state: dict, folder: Path, step: int, keep_last: int, keep_every: int | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = ckpt_path(folder, step)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -137,8 +138,9 @@ def save_checkpoint(state: dict, folder: Path, step: int, keep_last: int) -> Pat
             f"could not write checkpoint {path}: {getattr(err, 'strerror', None) or err}",
             "free disk space or choose a writable run directory; earlier checkpoints are intact",
         ) from None
-    best = best_checkpoints(folder)
-    for old in [k for k in list_checkpoints(folder) if k not in best][:-keep_last]:
+    kept = best_checkpoints(folder)
+    prunable = [k for k in list_checkpoints(folder) if k not in kept and not (keep_every and k % keep_every == 0)]
+    for old in prunable[:-keep_last]:
         # the sidecar first: a kill in between leaves an unlisted file, cleaned at the next save
         ckpt_path(folder, old).with_suffix(".pt.sha256").unlink(missing_ok=True)
         ckpt_path(folder, old).unlink(missing_ok=True)

@@ -345,7 +345,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
         if watch is not None:
             state["divergence"] = watch.state_dict()
         try:
-            return save_checkpoint(state, ckpt_dir, step, tcfg.keep_last)
+            return save_checkpoint(state, ckpt_dir, step, tcfg.keep_last, tcfg.keep_every)
         finally:
             dist.barrier()
 
