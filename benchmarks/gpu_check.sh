@@ -10,7 +10,7 @@
 #   4. a short training run of the CIFAR-10 DDPM preset (35.7M UNet, bf16, batch 128) on files in
 #      the official CIFAR-10 format filled with random pixels (CIFAR-10 cannot be downloaded there),
 #      then `genbench sample` from it (cifar_train.log, cifar-run/)
-#   5. with --more only (about 4 more minutes): cifar10/ddpm's loop in NCHW instead of channels-last
+#   5. with --more only (step limits 40 s + 200 s more): cifar10/ddpm's loop in NCHW instead of channels-last
 #      (throughput_nchw.md; GroupNorm's CUDA kernels may not keep channels-last), and step 3 for
 #      cifar10/ddpm with torch.compile on every row (throughput_compiled.md, .json)
 # A summary (summary.txt) gives each step's status and seconds; the exit code is non-zero if a step
@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
         --cpu-dry-run) DRY=1 ;;
         --more) MORE=1 ;;
         --out) shift; OUTDIR="${1:?--out needs a folder}" ;;
-        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^set /{exit} NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;   # the header
         *) echo "gpu_check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift

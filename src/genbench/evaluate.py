@@ -84,11 +84,9 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
 
     solver, nfe_req = resolve_solver(cfg, solver, nfe)
     opts = solver_options(solver, tol)
-    if batch_size is not None and batch_size < 1:
-        raise GenbenchError(f"--batch-size must be positive (got {batch_size})", "e.g. --batch-size 64")
-    from genbench.sampling import default_batch_size
+    from genbench.sampling import resolve_batch_size
 
-    batch_size = batch_size or default_batch_size(loaded.device)
+    batch_size = resolve_batch_size(batch_size, loaded.device)   # recorded as used
 
     # everything that can fail cheaply fails before sampling
     extractor = None

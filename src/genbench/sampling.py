@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from genbench.errors import GenbenchError
 from genbench.noise import SeededNoise
 
 # CPU kernels pick their blocking by batch size (MKL sgemm by row count, oneDNN convolutions by
@@ -50,12 +51,16 @@ def _layout(net: nn.Module) -> torch.memory_format | None:
     return None
 
 
-def default_batch_size(device) -> int:
-    """Sampling batch when none is given: 64 on the CPU, 256 on a GPU. On the 2-core CPU the
-    Fashion-MNIST UNet sampled 21.8 images/s at 64 against 17.2 at 256 (the `speed` metric of
-    `genbench study fmnist`, docs/BENCHMARKS.md); a GPU wants large batches. On the CPU the batch
-    size does not change the samples (padded batches, per-seed streams)."""
-    return 64 if torch.device(device).type == "cpu" else 256
+def resolve_batch_size(batch_size: int | None, device) -> int:
+    """The sampling batch: ``batch_size``, refused unless positive, or when None 64 on the CPU and
+    256 on a GPU. On the 2-core CPU the Fashion-MNIST UNet sampled 21.8 images/s at 64 against 17.2
+    at 256 (the `speed` metric of `genbench study fmnist`, docs/BENCHMARKS.md); a GPU wants large
+    batches. On the CPU the batch size does not change the samples (padded batches, per-seed streams)."""
+    if batch_size is None:
+        return 64 if torch.device(device).type == "cpu" else 256
+    if batch_size < 1:
+        raise GenbenchError(f"--batch-size must be positive (got {batch_size})", "e.g. --batch-size 64")
+    return batch_size
 
 
 def generate(method, nets: dict[str, nn.Module], latent_shape: Sequence[int], seeds: Sequence[int],
@@ -69,7 +74,7 @@ def generate(method, nets: dict[str, nn.Module], latent_shape: Sequence[int], se
     the batch size; timing code passes ``bitwise=False`` to measure the plain batch.
     """
     device = torch.device(device)
-    batch_size = batch_size or default_batch_size(device)
+    batch_size = resolve_batch_size(batch_size, device)
     pad = bitwise and device.type == "cpu"
     native = pad and _has_transposed_conv(nets)
     image = len(latent_shape) == 3
