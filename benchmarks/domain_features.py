@@ -13,7 +13,7 @@ import torch
 
 from genbench.config import DataConfig
 from genbench.data import load_dataset
-from genbench.metrics.features import build_extractor
+from genbench.metrics.extractors import build_extractor
 
 
 def main() -> None:

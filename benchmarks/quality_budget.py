@@ -77,13 +77,13 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from genbench.cli import resolve_config  # noqa: E402
 from genbench.config import DataConfig, load_config  # noqa: E402
 from genbench.data import load_dataset  # noqa: E402
 from genbench.data.sampler import BatchSampler  # noqa: E402
 from genbench.data.transforms import to_uint8  # noqa: E402
-from genbench.evaluate import FID_REFERENCE_N, image_scores  # noqa: E402
+from genbench.metrics.protocol import FID_REFERENCE_N, image_scores  # noqa: E402
 from genbench.nets import build_net, count_params  # noqa: E402
+from genbench.presets import resolve_config  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import DiffusersVelocity, diffusers_unet, lucidrains_unet  # noqa: E402
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                           "cpu" if args.device == "auto" else args.device)
     args.out.mkdir(parents=True)
 
-    from genbench.metrics.features import build_extractor
+    from genbench.metrics.extractors import build_extractor
     from genbench.metrics.reference import reference_features
 
     data_cfg = DataConfig(name="fashion_mnist", split="train", root=args.data_dir)

@@ -53,12 +53,12 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from genbench.cli import resolve_config  # noqa: E402
 from genbench.config import load_config  # noqa: E402
 from genbench.data.base import InMemoryData  # noqa: E402
 from genbench.data.sampler import BatchSampler  # noqa: E402
 from genbench.methods import build_method  # noqa: E402
 from genbench.nets import build_net, count_params  # noqa: E402
+from genbench.presets import resolve_config  # noqa: E402
 from genbench.run import prepare_run_dir  # noqa: E402
 from genbench.sampling import generate  # noqa: E402
 

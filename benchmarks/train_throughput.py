@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from genbench.cli import resolve_config
 from genbench.config import load_config
+from genbench.presets import resolve_config
 from genbench.run import prepare_run_dir
 from genbench.train.loop import train
 

@@ -23,14 +23,14 @@ from fileformats import (  # noqa: E402  (tests/ is on sys.path under pytest)
     make_idx_dataset,
     write_idx,
 )
-from genbench.config import DataConfig
+from genbench.config import TOY_SETS, DataConfig
 from genbench.data import (
+    SOURCES,
     BatchSampler,
     InMemoryData,
     default_std,
     describe_datasets,
     load_dataset,
-    locate,
     mode_centers,
     sample_toy,
     sources,
@@ -260,7 +260,7 @@ def test_locate_and_describe(tmp_path, isolated):
     make_idx_dataset(isolated["home"] / ".cache" / "genbench" / "mnist")
     make_cifar(tmp_path / "c")
     make_cifar_tar(tmp_path / "c", isolated["env"] / "cifar-10-python.tar.gz")
-    places = locate("mnist")
+    places = SOURCES["mnist"].locate()
     assert places[-1] == (isolated["home"] / ".cache" / "genbench" / "mnist", True)
     assert not any(found for _, found in places[:-1])
     rows = {r["name"]: r for r in describe_datasets()}
@@ -384,7 +384,7 @@ def test_toy_mode_centers():
     assert (default_std("ring"), default_std("grid")) == (0.02, 0.05)
 
 
-@pytest.mark.parametrize("name", ["ring", "grid"])
+@pytest.mark.parametrize("name", TOY_SETS)
 def test_toy_samples_have_right_means_std_and_counts(name):
     n = 50_000
     x, y = sample_toy(name, n, generator=torch.Generator().manual_seed(0))

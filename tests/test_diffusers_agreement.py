@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from genbench.methods.parametrization import to_x0_eps
-from genbench.methods.path import DiscreteVP, linear_betas
+from genbench.paths import DiscreteVP, linear_betas, to_x0_eps
 from genbench.solvers import (
     ddpm_timesteps,
     discrete_t,

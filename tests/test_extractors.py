@@ -18,7 +18,8 @@ from genbench.data import load_dataset
 from genbench.errors import GenbenchError
 from genbench.metrics import inception
 from genbench.metrics.domain import PINNED_SHA256, DomainExtractor, default_weights_path
-from genbench.metrics.features import FeatureExtractor, Features, build_extractor, default_extractor_kind
+from genbench.metrics.extractors import build_extractor, default_extractor_kind
+from genbench.metrics.features import FeatureExtractor, Features
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 SHIPPED = default_weights_path("fashion_mnist")

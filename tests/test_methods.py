@@ -74,7 +74,7 @@ def test_diffusion_loss_is_zero_for_the_oracle(prediction, monkeypatch):
     torch.manual_seed(3)
     i = torch.randint(0, 1000, (8,))
     eps = torch.randn_like(x0)
-    from genbench.methods.parametrization import from_x0_eps
+    from genbench.paths import from_x0_eps
 
     target = from_x0_eps(x0, eps, prediction, m.path.coeffs_at_index(i))
     torch.manual_seed(3)

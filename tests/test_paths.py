@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import ast
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from genbench.methods.parametrization import convert, from_x0_eps, to_x0_eps
-from genbench.methods.path import DiscreteVP, LinearPath, cosine_betas, linear_betas, q_sample
+import genbench.paths
+from genbench.paths import (
+    DiscreteVP,
+    LinearPath,
+    convert,
+    cosine_betas,
+    from_x0_eps,
+    linear_betas,
+    q_sample,
+    to_x0_eps,
+)
 
 KINDS = ["eps", "x0", "v", "velocity"]
 
@@ -88,3 +100,16 @@ def test_every_prediction_converts_to_every_other(path, src, dst):
     assert torch.allclose(got, from_x0_eps(x0, eps, dst, c), atol=1e-5)
     rx0, reps = to_x0_eps(from_x0_eps(x0, eps, src, c), src, xt, c)
     assert torch.allclose(rx0, x0, atol=1e-5) and torch.allclose(reps, eps, atol=1e-5)
+
+
+def test_paths_sit_on_the_ground_floor():
+    """genbench.paths imports only torch, numpy, the standard library, genbench.errors and itself,
+    so that genbench.methods and genbench.solvers can both import it at the top of their files."""
+    allowed = {"torch", "numpy", *sys.stdlib_module_names}
+    for file in Path(genbench.paths.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert (name.split(".")[0] in allowed or name == "genbench.errors"
+                        or name.startswith("genbench.paths")), f"{file.name} imports {name}"

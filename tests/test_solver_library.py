@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from genbench.methods.path import DiscreteVP, LinearPath, cosine_betas, linear_betas
-from genbench.noise import SeededNoise
+from genbench.config import DiffusionConfig, FlowConfig, solvers_for
+from genbench.methods import build_method
+from genbench.paths import DiscreteVP, LinearPath, cosine_betas, linear_betas
+from genbench.randomness import SeededNoise
 from genbench.solvers import (
     NFE_RULES,
     SOLVERS,
@@ -34,6 +36,7 @@ from genbench.solvers import (
     sample_rk4,
     sample_unipc,
     solve,
+    solver_names,
     uniform_t,
 )
 
@@ -208,6 +211,16 @@ def test_nfe_is_exact_for_every_allowed_count(name):
         denoise, calls = gaussian_denoiser(VP)
         assert solve(name, denoise, VP, X, nfe).nfe == nfe
         assert len(calls) == nfe == rule.per_step * rule.steps(nfe) + rule.offset
+
+
+def test_config_literals_mirror_the_registry():
+    """config's torch-free solver literals name exactly the registry's solvers that fit each method's
+    path, in registry order: all of them for diffusion (DiscreteVP), all but ddpm for flow."""
+    paths = {kind: build_method(cfg()).path for kind, cfg in (("diffusion", DiffusionConfig), ("flow", FlowConfig))}
+    assert solvers_for("diffusion") == solver_names(paths["diffusion"]) == tuple(SOLVERS)
+    assert solvers_for("flow") == solver_names(paths["flow"]) == tuple(n for n in SOLVERS if n != "ddpm")
+    assert solvers_for("gan") == ()
+    assert set(NFE_RULES) == set(SOLVERS) - {"dopri5"}  # dopri5 alone picks its own evaluations
 
 
 def test_allowed_nfe_rules():

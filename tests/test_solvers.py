@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genbench.methods.parametrization import from_x0_eps
-from genbench.methods.path import DiscreteVP, LinearPath, linear_betas
-from genbench.noise import SeededNoise
+from genbench.paths import DiscreteVP, LinearPath, from_x0_eps, linear_betas
+from genbench.randomness import SeededNoise
 from genbench.solvers import ddpm_timesteps, sample_ddim, sample_ddpm, sample_euler, uniform_t
 
 MU, S = 0.5, 0.3  # data ~ N(MU, S^2) per coordinate

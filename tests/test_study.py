@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from genbench.cli import main, resolve_config
+from genbench.cli import main
 from genbench.config import load_config
 from genbench.errors import GenbenchError
-from genbench.study import STUDY_ROOTS, load_study
+from genbench.presets import STUDY_ROOTS, resolve_config
+from genbench.study import load_study
 
 PRESETS = ("fmnist-quick", "fmnist", "toy2d", "cifar10", "seed-cifar10-cars")
 

@@ -8,11 +8,12 @@ import os
 import sys
 from pathlib import Path
 
+from genbench.config import DOWNLOADABLE_SETS, solvers_for
 from genbench.errors import GenbenchError
+from genbench.presets import resolve_config
 
-SOLVER_HELP = ("ddpm (ancestral), ddim, euler, heun, midpoint, rk4, heun_ve, karras_sde, dpm++2m, dpm++2s, "
-               "unipc, euler_maruyama, dopri5 (default: the run's)")
-CONFIG_ROOTS = (Path.cwd() / "configs", Path(__file__).resolve().parents[2] / "configs")
+SOLVER_HELP = (", ".join(n + " (ancestral)" * (n == "ddpm") for n in solvers_for("diffusion"))  # all solvers
+               + " (default: the run's)")
 DISTRIBUTED_COMMANDS = ("train", "sample", "eval")   # the ones that run under torchrun
 
 
@@ -30,20 +31,6 @@ def _is_main_process() -> bool:
 
 BATCH_HELP = "samples per batch (default 64 on the CPU, 256 on a GPU; on the CPU the samples do not depend on it)"
 TOL_HELP = "dopri5's relative and absolute tolerance (default 1e-5)"
-
-
-def resolve_config(name: str) -> Path:
-    """A YAML path, or a preset name such as ``fmnist/ddpm`` looked up under configs/."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    for root in CONFIG_ROOTS:
-        for cand in (root / name, root / f"{name}.yaml"):
-            if cand.is_file():
-                return cand
-    presets = sorted({str(p.relative_to(r))[:-5] for r in CONFIG_ROOTS if r.is_dir() for p in r.rglob("*.yaml")})
-    raise GenbenchError(f"config '{name}' not found",
-                        f"give a YAML path or one of the presets: {', '.join(presets) or '(none found)'}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -125,11 +112,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from genbench.data import describe_datasets
+    from genbench.data import describe_datasets, download
 
     if args.download:
-        from genbench.data.download import download
-
         print(f"{args.download}: {download(args.download, args.data_dir)}")
         return 0
     for row in describe_datasets(args.data_dir):
@@ -248,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", parents=[common], help="which datasets are found, where, and how to get the rest")
     d.add_argument("--data-dir", help="also search this folder (and download into it)")
-    d.add_argument("--download", choices=["fashion_mnist", "mnist", "cifar10"],
+    d.add_argument("--download", choices=DOWNLOADABLE_SETS,
                    help="download a dataset's official files (checksums verified)")
     d.set_defaults(func=cmd_data)
 

@@ -23,7 +23,13 @@ class _Strict(BaseModel):
 
 # ----------------------------------------------------------------------------- data
 
-DatasetName = Literal["fashion_mnist", "mnist", "cifar10", "folder", "ring", "grid", "stacked_fashion_mnist"]
+# The dataset names, defined here (torch-free) and imported everywhere else. Each of DOWNLOADABLE_SETS is
+# a genbench.data source (official files, checksums, search order; tests/test_registries.py holds the two
+# equal); TOY_SETS are generated (genbench.data.toy2d); folder and stacked_fashion_mnist are built from
+# files the user points at or from Fashion-MNIST.
+DOWNLOADABLE_SETS = ("fashion_mnist", "mnist", "cifar10")
+TOY_SETS = ("ring", "grid")
+DatasetName = Literal[(*DOWNLOADABLE_SETS, "folder", *TOY_SETS, "stacked_fashion_mnist")]
 
 
 class DataConfig(_Strict):
@@ -99,7 +105,8 @@ NetConfig = Annotated[
     Field(discriminator="kind"),
 ]
 
-# which network kinds can fill which role
+# which network kinds can fill which role (the roles are the players of PLAYERS); genbench.nets.NETS maps
+# each kind to its class, and tests/test_registries.py holds the kinds of both (and of NetConfig) equal
 NET_ROLES: dict[str, set[str]] = {
     "model": {"unet", "mlp"},
     "G": {"dcgan_g", "resnet_g", "mlp_g"},
@@ -108,7 +115,9 @@ NET_ROLES: dict[str, set[str]] = {
 
 # ----------------------------------------------------------------------------- methods
 
-# The names of genbench.solvers.SOLVERS (kept here so that configs validate without torch).
+# The solvers each method can sample with: a torch-free mirror of the registry, genbench.solvers.SOLVERS
+# (``solver_names(path)``: all on diffusion's DiscreteVP, all but ddpm on flow's LinearPath), kept here so
+# that configs validate without torch. tests/test_solver_library.py holds the two equal.
 DiffusionSolver = Literal["ddpm", "ddim", "euler", "heun", "midpoint", "rk4", "heun_ve", "karras_sde",
                           "dpm++2m", "dpm++2s", "unipc", "euler_maruyama", "dopri5"]
 FlowSolver = Literal["ddim", "euler", "heun", "midpoint", "rk4", "heun_ve", "karras_sde",
@@ -155,6 +164,8 @@ class FlowConfig(_Strict):
 
 MethodConfig = Annotated[Union[GANConfig, DiffusionConfig, FlowConfig], Field(discriminator="kind")]
 
+# The networks each method trains, each with its own optimiser: the one definition, read by RunConfig (the
+# keys of nets/optim) and by each method class in genbench.methods (its ``players``).
 PLAYERS: dict[str, tuple[str, ...]] = {"gan": ("G", "D"), "diffusion": ("model",), "flow": ("model",)}
 
 # ----------------------------------------------------------------------------- optimisation
@@ -194,6 +205,10 @@ class BudgetConfig(_Strict):
         if all(v is None for v in (self.steps, self.epochs, self.kimg, self.minutes)):
             raise ValueError("set at least one of steps, epochs, kimg, minutes")
         return self
+
+    def as_dict(self) -> dict:
+        """The limits that are set, e.g. ``{"minutes": 10}``."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 class EMAConfig(_Strict):
@@ -272,7 +287,7 @@ class RunConfig(_Strict):
         if self.sample.solver != "default" and self.sample.solver not in solvers:
             raise ValueError(f"sample.solver '{self.sample.solver}' does not fit method "
                              f"'{self.method.kind}'; choose default or one of {sorted(solvers)}")
-        toy = self.data.name in ("ring", "grid")
+        toy = self.data.name in TOY_SETS
         for net in self.nets.values():
             if toy != net.kind.startswith("mlp"):
                 raise ValueError(

@@ -92,6 +92,17 @@ def cuda_device() -> torch.device:
     return torch.device("cuda", local_rank())
 
 
+def pick_device(name: str) -> torch.device:
+    """``auto``, ``cpu`` or ``cuda`` as a device; ``cuda`` under torchrun is this process's own GPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GenbenchError("train.device=cuda but no CUDA device is available", "use train.device=auto or cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":   # under torchrun: cuda:LOCAL_RANK
+        return cuda_device() if is_initialized() else torch.device("cuda")
+    return torch.device(name)
+
+
 # ----------------------------------------------------------------------------- collectives
 
 

@@ -13,13 +13,23 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
+from genbench import dist
 from genbench.errors import GenbenchError
+from genbench.files import environment, write_json
+from genbench.metrics.protocol import EXTRACTOR_METRICS, FID_REFERENCE_N, ImageProtocol, PointProtocol
+from genbench.run import load_run
+from genbench.sampling import (
+    DOPRI5_TOL,
+    generate_sharded,
+    resolve_batch_size,
+    resolve_solver,
+    solver_options,
+    tol_tag,
+)
+from genbench.solvers import allowed_nfe
 
 IMAGE_METRICS = ("fid", "kid", "is", "prdc", "modes", "speed")
 POINT_METRICS = ("modes", "prdc", "speed")
-FID_REFERENCE_N = 10_000
 
 
 def parse_metrics(text: str | None, data_kind: str, stacked: bool) -> list[str]:
@@ -39,25 +49,6 @@ def parse_metrics(text: str | None, data_kind: str, stacked: bool) -> list[str]:
     return chosen
 
 
-def image_scores(metrics: list[str], real: np.ndarray, fake: np.ndarray, fake_logits: np.ndarray | None,
-                 kid_subset: int = 1000) -> dict:
-    from genbench.metrics.fid import fid_from_features, inception_score, kid
-    from genbench.metrics.prdc import prdc
-
-    out: dict = {}
-    if "fid" in metrics:
-        out["fid"] = fid_from_features(real, fake)
-    if "kid" in metrics:
-        size = min(kid_subset, len(real), len(fake))
-        out["kid"], out["kid_std"] = kid(real, fake, subsets=100, subset_size=size)
-        out["kid_subset_size"] = size
-    if "is" in metrics and fake_logits is not None:
-        out["is"], out["is_std"] = inception_score(fake_logits, splits=10)
-    if "prdc" in metrics:
-        out.update(prdc(real, fake, k_pr=3, k_dc=5))
-    return out
-
-
 def _out_path(run_dir: Path, step: int, solver: str, nfe_tag: str, n: int, seed: int, raw: bool,
               extractor: str) -> Path:
     name = f"eval-step{step}-{solver}{nfe_tag}-n{n}-seed{seed}-{extractor}" + ("-raw" if raw else "")
@@ -69,9 +60,13 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
                  batch_size: int | None = None, seed: int = 0, extractor_kind: str | None = None,
                  inception_weights: str | None = None, ref_split: str = "train", floor: bool = True,
                  device: str = "auto", overwrite: bool = False, progress: bool = True,
-                 tol: float | None = None) -> tuple[Path, dict]:
-    from genbench.run import environment, load_run
+                 tol: float | None = None, reuse: bool = False) -> tuple[Path, dict]:
+    """Sample the run and score it (:mod:`genbench.metrics.protocol`); returns the JSON's path and record.
 
+    An evaluation whose file already exists is refused, unless ``overwrite`` (evaluate again) or
+    ``reuse`` (return the existing record instead). Under torchrun all ranks sample and rank 0
+    alone scores, writes and returns the record; the other ranks get ``(path, {})``.
+    """
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     loaded = load_run(run_dir, checkpoint, device)
@@ -80,36 +75,26 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
     chosen = parse_metrics(metrics, loaded.data_kind, stacked)
     if n < 2:
         raise GenbenchError(f"-n must be at least 2 (got {n})", "use e.g. -n 10000")
-    from genbench.sample_cmd import resolve_solver, solver_options, tol_tag
-
     solver, nfe_req = resolve_solver(cfg, solver, nfe)
     opts = solver_options(solver, tol)
-    from genbench.sampling import resolve_batch_size
-
     batch_size = resolve_batch_size(batch_size, loaded.device)   # recorded as used
 
-    # everything that can fail cheaply fails before sampling
-    extractor = None
-    if loaded.data_kind == "image" and set(chosen) & {"fid", "kid", "is", "prdc", "modes"}:
-        from genbench.metrics.features import build_extractor, default_extractor_kind
-
-        base = "fashion_mnist" if stacked else cfg.data.name
-        kind = extractor_kind or default_extractor_kind(base)
-        extractor = build_extractor(kind, base, inception_weights if kind == "inception" else None,
-                                    device=str(loaded.device))
-        if stacked:
-            extractor = ChannelStacked(extractor)
+    # everything that can fail cheaply (the extractor's weights, say) fails before sampling
+    protocol: ImageProtocol | PointProtocol | None = None
+    if loaded.data_kind == "points":
+        protocol = PointProtocol(cfg.data, ref_n=min(n, cfg.data.n_points))
+    elif set(chosen) & set(EXTRACTOR_METRICS):
+        protocol = ImageProtocol.for_data(cfg.data, loaded.device, extractor_kind, inception_weights,
+                                          ref_split=ref_split, ref_n=FID_REFERENCE_N if ref_split == "train" else None)
     solver_name = solver or "generator"
     nfe_tag = str(nfe_req or "") + tol_tag(opts)
     out = _out_path(run_dir, loaded.step, solver_name, nfe_tag, n, seed, not use_ema,
-                    extractor.name if extractor else "points")
-    from genbench import dist
-
+                    protocol.tag if protocol else "no-extractor")   # images scored for speed only
     # rank 0's file system decides, so that all ranks stop, or go on to sample, together
     if dist.broadcast_object(out.exists()) and not overwrite:
+        if reuse:
+            return out, json.loads(out.read_text()) if dist.is_main() else {}
         raise GenbenchError(f"{out} already exists", "add --overwrite, or change -n/--seed/--solver")
-
-    from genbench.sample_cmd import generate_sharded
 
     nets = loaded.sampling_nets(use_ema)
     t0 = time.perf_counter()
@@ -124,54 +109,13 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
     scores: dict = {}
     floor_scores: dict | None = None
     reference: dict = {}
-    extractor_info = None
-    if loaded.data_kind == "points":
-        from genbench.data.toy2d import default_std, fixed_toy_set, mode_centers
-        from genbench.metrics.modes import toy_mode_stats
-        from genbench.metrics.prdc import prdc
-
-        std = cfg.data.std or default_std(cfg.data.name)
-        real = fixed_toy_set(cfg.data.name, min(n, cfg.data.n_points), std)
-        real_pts = (real[0] if isinstance(real, tuple) else real).double().numpy()
-        fake = x.double().numpy()
-        if "modes" in chosen:
-            scores.update(toy_mode_stats(fake, mode_centers(cfg.data.name).numpy(), std))
-        if "prdc" in chosen:
-            scores.update(prdc(real_pts, fake))
-        reference = {"dataset": cfg.data.name, "split": "train", "n": len(real_pts), "std": std}
+    if protocol is not None:
+        scores = protocol.scores(chosen, x)
+        reference = protocol.reference_info
         if floor:
-            import torch
-
-            from genbench.data.toy2d import sample_toy
-
-            held, _ = sample_toy(cfg.data.name, len(real_pts), std, torch.Generator().manual_seed(12345))
-            held = held.double().numpy()
-            floor_scores = {}
-            if "modes" in chosen:
-                floor_scores.update(toy_mode_stats(held, mode_centers(cfg.data.name).numpy(), std))
-            if "prdc" in chosen:
-                floor_scores.update(prdc(real_pts, held))
-    else:
-        from genbench.data.transforms import to_uint8
-        from genbench.metrics.reference import reference_features
-
-        images = to_uint8(x)
-        ref = reference_features(extractor, cfg.data, ref_split, FID_REFERENCE_N if ref_split == "train" else None)
-        reference = ref.info
-        extractor_info = {"name": extractor.name, "weights_sha256": extractor.weights_sha256}
-        fake = extractor.extract(images, batch_size=500)
-        if stacked and "modes" in chosen:
-            scores.update(extractor.mode_stats(images))
-        scores.update(image_scores(chosen, ref.features, fake.features, fake.logits))
-        if floor:
-            held_split = "test" if ref_split == "train" else "train"
-            held = reference_features(extractor, cfg.data, held_split, min(n, FID_REFERENCE_N))
-            floor_scores = image_scores([m for m in chosen if m != "modes"], ref.features, held.features,
-                                        held.logits)
-            floor_scores["split"] = held_split
-            floor_scores["n"] = held.info["n"]
-        if n < 10_000 and "fid" in chosen:
-            warnings.append(f"FID from {n} < 10k samples is biased upwards and not comparable to 10k/50k numbers")
+            floor_scores = protocol.floor(chosen, n)
+    if n < 10_000 and "fid" in chosen:
+        warnings.append(f"FID from {n} < 10k samples is biased upwards and not comparable to 10k/50k numbers")
     score_seconds = time.perf_counter() - t_scores
     speed = None
     if "speed" in chosen:
@@ -188,45 +132,17 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
         "weights": "ema" if use_ema and loaded.ema is not None else "raw",
         "sampling": {"solver": solver_name, "nfe": nfe, "n": n, "options": opts, "seeds": [seed, seed + n - 1],
                      "batch_size": batch_size, "seconds": sample_seconds, "images_per_s": n / sample_seconds},
-        "extractor": extractor_info, "reference": reference, "metrics": scores, "floor": floor_scores,
-        "speed": speed, "warnings": warnings,
+        "extractor": protocol.extractor_info if protocol else None, "reference": reference, "metrics": scores,
+        "floor": floor_scores, "speed": speed, "warnings": warnings,
         "timing": {"sampling_s": sample_seconds, "scoring_s": score_seconds,
                    "total_s": time.perf_counter() - t_start}, "params": info.get("params"), "environment": environment(),
     }
-    from genbench.train.checkpoint import atomic_write_bytes
-
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out, (json.dumps(record, indent=2) + "\n").encode())
+        write_json(out, record)
     except OSError as err:
         raise GenbenchError(f"cannot write {out}: {err.strerror}", "make the run directory writable") from None
     return out, record
-
-
-class ChannelStacked:
-    """A 1-channel extractor applied to each channel of stacked images, features concatenated.
-
-    Logits are not defined for the stack (no Inception-Score-style score); ``mode_stats``
-    classifies each channel and counts the 1000 (a, b, c) class triples.
-    """
-
-    def __init__(self, base):
-        self.base = base
-        self.name = f"stacked3-{base.name}"
-        self.weights_sha256 = base.weights_sha256
-        self.feature_dim = 3 * base.feature_dim
-
-    def extract(self, images, batch_size: int = 500):
-        flat = self.base.extract(images.reshape(-1, 1, *images.shape[2:]), batch_size)
-        flat.features = flat.features.reshape(len(images), -1)
-        flat.logits = None
-        return flat
-
-    def mode_stats(self, images) -> dict:
-        from genbench.metrics.modes import stacked_mode_stats
-
-        logits = self.base.extract(images.reshape(-1, 1, *images.shape[2:]), batch_size=500).logits
-        return stacked_mode_stats(logits.argmax(1).reshape(len(images), 3))
 
 
 def format_record(record: dict) -> str:
@@ -265,23 +181,14 @@ def nfe_sweep(run_dir: Path, solvers: list[str], nfes: tuple[int, ...] = SWEEP_N
     Under torchrun every point is sampled by all ranks (seeds shared out) and scored by rank 0,
     which alone writes and returns the curve; the other ranks get ``(path, {})``.
     """
-    from genbench import dist
-    from genbench.sample_cmd import DOPRI5_TOL
-    from genbench.solvers import allowed_nfe
-
     run_dir = Path(run_dir)
     curves: dict[str, list[dict]] = {}
     for solver in solvers:
         points = []
         counts = [None] if solver == "dopri5" else [k for k in nfes if allowed_nfe(solver, k)]
         for nfe in counts:
-            try:
-                _, rec = evaluate_run(run_dir, metrics=metrics, n=n, seed=seed, solver=solver, nfe=nfe,
-                                      floor=False, tol=tol if solver == "dopri5" else None, **kwargs)
-            except GenbenchError as err:
-                if "already exists" not in err.problem:
-                    raise
-                rec = json.loads(Path(err.problem.split(" already exists")[0]).read_text()) if dist.is_main() else {}
+            _, rec = evaluate_run(run_dir, metrics=metrics, n=n, seed=seed, solver=solver, nfe=nfe, floor=False,
+                                  tol=tol if solver == "dopri5" else None, reuse=True, **kwargs)
             if not rec:   # a rank other than 0: it only sampled
                 continue
             scores = {k: v for k, v in rec["metrics"].items() if isinstance(v, (int, float))}
@@ -296,7 +203,5 @@ def nfe_sweep(run_dir: Path, solvers: list[str], nfes: tuple[int, ...] = SWEEP_N
         by_nfe = {p["nfe"]: p for p in merged.get(key, [])} | {p["nfe"]: p for p in points}
         merged[key] = [by_nfe[k] for k in sorted(by_nfe)]
     record = {"genbench_sweep": 1, "n": n, "seed": seed, "metrics": metrics, "curves": merged}
-    from genbench.train.checkpoint import atomic_write_bytes
-
-    atomic_write_bytes(out, (json.dumps(record, indent=2) + "\n").encode())
+    write_json(out, record)
     return out, record

@@ -6,8 +6,6 @@ status), ``checkpoints/``, ``samples/``, ``metrics.jsonl`` and ``tb/`` (TensorBo
 
 from __future__ import annotations
 
-import json
-import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +14,9 @@ import torch
 from torch import nn
 
 from genbench.config import RunConfig, build_config, dump_config, read_yaml
+from genbench.dist import pick_device
 from genbench.errors import GenbenchError
+from genbench.files import atomic_write_bytes
 from genbench.train.checkpoint import list_checkpoints, load_checkpoint
 
 # keys that may change when a run is resumed: how long it runs and how it reports
@@ -52,8 +52,6 @@ def prepare_run_dir(path: Path, cfg: RunConfig, resume: bool, overwrite: bool) -
                                 "choose another --out")
         shutil.rmtree(path)
     try:
-        from genbench.train.checkpoint import atomic_write_bytes
-
         path.mkdir(parents=True, exist_ok=True)
         # atomic: a kill here leaves no half-written config that --resume would trip over
         atomic_write_bytes(path / "config.yaml", dump_config(cfg).encode())
@@ -91,37 +89,6 @@ def _merge_resumable(saved: RunConfig, given: RunConfig) -> RunConfig:
     return build_config(tree)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GenbenchError("train.device=cuda but no CUDA device is available", "use train.device=auto or cpu")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":   # under torchrun: this process's own GPU, cuda:LOCAL_RANK
-        from genbench import dist
-
-        return dist.cuda_device() if dist.is_initialized() else torch.device("cuda")
-    return torch.device(name)
-
-
-def environment() -> dict:
-    import numpy
-
-    import genbench
-
-    return {
-        "genbench": genbench.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
-        "python": platform.python_version(), "platform": platform.platform(),
-        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "cpu_threads": torch.get_num_threads(),
-    }
-
-
-def write_run_json(path: Path, info: dict) -> None:
-    from genbench.train.checkpoint import atomic_write_bytes
-
-    atomic_write_bytes(path / "run.json", (json.dumps(info, indent=2) + "\n").encode())
-
-
 @dataclass
 class LoadedRun:
     cfg: RunConfig
@@ -146,7 +113,7 @@ class LoadedRun:
 
 def load_run(run_dir: Path, checkpoint: int | None = None, device: str = "auto") -> LoadedRun:
     from genbench.methods import build_method
-    from genbench.nets import build_net
+    from genbench.train.state import TrainState, check_checkpoint
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -167,31 +134,10 @@ def load_run(run_dir: Path, checkpoint: int | None = None, device: str = "auto")
         raise GenbenchError(f"run {run_dir} has no checkpoint at step {checkpoint}",
                             f"choose one of {list(ckpts)}")
     dev = pick_device(device)
-    state = load_checkpoint(ckpts[checkpoint], map_location=dev)
-    if state.get("method") != cfg.method.kind:
-        raise GenbenchError(f"checkpoint {ckpts[checkpoint]} is from method {state.get('method')!r}, "
-                            f"but the run is {cfg.method.kind!r}", "use the checkpoint's own run directory")
-    method = build_method(cfg.method)
-    data_shape = tuple(state["data_shape"])
-    nets = {p: build_net(cfg.nets[p], data_shape, state.get("num_classes")).to(dev) for p in cfg.players()}
-    for p, net in nets.items():
-        _load_state(net, state["nets"][p], f"{p} network", ckpts[checkpoint])
-    ema = None
-    if state.get("ema") is not None:
-        import copy
-
-        ema = copy.deepcopy(nets[method.sample_player])
-        prefix = "module."
-        _load_state(ema, {k[len(prefix):]: v for k, v in state["ema"].items() if k.startswith(prefix)},
-                    "EMA", ckpts[checkpoint])
-    return LoadedRun(cfg, method, nets, ema, int(state["step"]), int(state["images_seen"]),
-                     tuple(state["latent_shape"]), data_shape, state["data_kind"], dev)
-
-
-def _load_state(net: nn.Module, sd: dict, what: str, path: Path) -> None:
-    try:
-        net.load_state_dict(sd)
-    except RuntimeError as err:
-        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
-        raise GenbenchError(f"checkpoint {path} does not fit the {what} of this run's config: {first[:160]}",
-                            "the config was changed after training; restore the run's config.yaml") from None
+    path = ckpts[checkpoint]
+    sd = load_checkpoint(path, map_location=dev)
+    check_checkpoint(sd, cfg, path, training=False)
+    state = TrainState.for_sampling(cfg, build_method(cfg.method), sd["data_shape"], sd["data_kind"], dev)
+    state.load_state_dict(sd, source=path)
+    return LoadedRun(cfg, state.method, state.nets, state.ema.module if state.ema is not None else None,
+                     state.step, state.images_seen, state.latent_shape, state.data_shape, state.data_kind, dev)

@@ -8,61 +8,8 @@ import numpy as np
 
 from genbench.errors import GenbenchError
 from genbench.run import load_run
-from genbench.sampling import generate
+from genbench.sampling import generate_sharded, resolve_solver, solver_options, tol_tag
 from genbench.viz import save_image_grid, save_points_plot
-
-
-def resolve_solver(cfg, solver: str | None, nfe: int | None) -> tuple[str | None, int | None]:
-    """The solver and NFE to use: the command line's, else the run's ``sample`` section, else the
-    method's own; checked against what the method and the solver allow."""
-    from genbench.config import solvers_for
-
-    kind = cfg.method.kind
-    valid = solvers_for(kind)
-    if kind == "gan":
-        if solver not in (None, "default", "generator") or nfe not in (None, 1):
-            raise GenbenchError("a GAN samples in one generator pass (NFE 1): it takes no --solver or --nfe",
-                                "drop --solver/--nfe")
-        return None, None
-    if solver not in (None, "default") and solver not in valid:
-        raise GenbenchError(f"method '{kind}' has no solver '{solver}'", f"choose one of {', '.join(valid)}")
-    solver = solver if solver not in (None, "default") else (
-        cfg.sample.solver if cfg.sample.solver != "default" else cfg.method.solver)
-    if solver == "dopri5":  # the run's own NFE (for its default solver) does not apply
-        if nfe is not None:
-            raise GenbenchError("dopri5 chooses its own steps: it takes no --nfe", "drop --nfe for dopri5")
-        return solver, None
-    nfe = nfe or cfg.sample.nfe or cfg.method.nfe
-    from genbench.solvers import allowed_nfe
-
-    if solver == "ddpm" and nfe is None:
-        nfe = cfg.method.T
-    if nfe is not None and not allowed_nfe(solver, nfe):
-        from genbench.solvers import NFE_RULES
-
-        raise GenbenchError(f"solver '{solver}' cannot make exactly {nfe} network evaluations: "
-                            f"{NFE_RULES[solver].describe(nfe)}", "choose an allowed --nfe")
-    return solver, nfe
-
-
-DOPRI5_TOL = 1e-5  # sample_dopri5's default rtol = atol
-
-
-def solver_options(solver: str | None, tol: float | None) -> dict:
-    """Extra solver options from the command line: only dopri5 has one (its rtol = atol)."""
-    if tol is None:
-        return {}
-    if solver != "dopri5":
-        raise GenbenchError(f"--tol is dopri5's tolerance; solver '{solver}' takes a fixed --nfe",
-                            "drop --tol, or use --solver dopri5")
-    if not 0 < tol < 1:
-        raise GenbenchError(f"--tol must be between 0 and 1 (got {tol})", "e.g. --tol 1e-4")
-    return {"rtol": tol, "atol": tol}
-
-
-def tol_tag(opts: dict) -> str:
-    """File-name tag of a non-default dopri5 tolerance ('' for the default)."""
-    return f"-tol{opts['rtol']:g}" if opts else ""
 
 
 def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, use_ema: bool = True,
@@ -109,17 +56,3 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, 
             tmp.replace(path)
     return paths
 
-
-def generate_sharded(method, nets, latent_shape, seeds: list[int], device, batch_size: int | None = None,
-                     solver: str | None = None, nfe: int | None = None, **opts):
-    """:func:`generate` with the seeds split over the ranks (contiguous shares) and the samples
-    gathered on rank 0 in seed order: bitwise what one process makes on the CPU (per-seed
-    streams, padded batches). Rank 0 gets (samples, nfe), the others (None, their nfe)."""
-    from genbench import dist
-
-    if dist.world_size() == 1:
-        return generate(method, nets, latent_shape, seeds, device, batch_size, solver, nfe, **opts)
-    mine = dist.shard(seeds)
-    x, used = (generate(method, nets, latent_shape, mine, device, batch_size, solver, nfe, **opts)
-               if mine else (None, None))
-    return dist.gather_samples(x), used

@@ -14,34 +14,35 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
+from genbench.config import BudgetConfig
 from genbench.errors import GenbenchError
+from genbench.presets import resolve_config, resolve_study
 
 Family = Literal["gan", "diffusion", "flow"]
-STUDY_ROOTS = (Path.cwd() / "configs" / "study", Path(__file__).resolve().parents[2] / "configs" / "study")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class StudyBudget(_Strict):
-    """The one budget every family trains under (the first limit reached stops training)."""
+class StudyBudget(BudgetConfig):
+    """The one budget every family trains under: a run's ``train.budget`` (same limits, checks and
+    messages), listed minutes first as studies always have (``study.json``, progress lines, report)."""
 
-    minutes: float | None = Field(None, gt=0)
-    kimg: float | None = Field(None, gt=0)
-    steps: int | None = Field(None, ge=1)
-    epochs: float | None = Field(None, gt=0)
-
-    @model_validator(mode="after")
-    def _any(self) -> StudyBudget:
-        if all(v is None for v in (self.minutes, self.kimg, self.steps, self.epochs)):
-            raise ValueError("set one of minutes, kimg, steps, epochs")
-        return self
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
+    @model_serializer(mode="wrap")
+    def _minutes_first(self, handler: SerializerFunctionWrapHandler) -> dict:
+        limits = handler(self)
+        return {k: limits[k] for k in ("minutes", "kimg", "steps", "epochs")}
 
 
 class StudyEval(_Strict):
@@ -82,18 +83,6 @@ class StudyConfig(_Strict):
         return self
 
 
-def resolve_study(name: str) -> Path:
-    path = Path(name)
-    if path.is_file():
-        return path
-    for root in STUDY_ROOTS:
-        cand = root / f"{name}.yaml"
-        if cand.is_file():
-            return cand
-    names = sorted({p.stem for r in STUDY_ROOTS if r.is_dir() for p in r.glob("*.yaml")})
-    raise GenbenchError(f"study preset '{name}' not found", f"give a YAML file or one of: {', '.join(names)}")
-
-
 def load_study(name: str, overrides: list[str] = ()) -> tuple[StudyConfig, Path]:
     from genbench.config import parse_overrides, read_yaml, set_dotted
 
@@ -127,16 +116,9 @@ class Progress:
             print(f"[{self.done}/{self.total} {mins:02d}:{secs:02d}] {text}", flush=True)
 
 
-def _existing_eval(err: GenbenchError) -> dict | None:
-    if "already exists" not in err.problem:
-        return None
-    return json.loads(Path(err.problem.split(" already exists")[0]).read_text())
-
-
 def _train(study: StudyConfig, family: str, seed: int, run_dir: Path, extra: list[str], progress: bool) -> None:
     import yaml
 
-    from genbench.cli import resolve_config
     from genbench.config import load_config
     from genbench.run import prepare_run_dir
     from genbench.train.loop import train
@@ -161,14 +143,9 @@ def _evaluate(study: StudyConfig, family: str, run_dir: Path, progress: bool) ->
 
     is_points = len(json.loads((run_dir / "run.json").read_text())["data"]["shape"]) == 1
     metrics = study.eval.metrics or ("modes,prdc,speed" if is_points else "fid,kid,is,prdc,speed")
-    try:
-        _, rec = evaluate_run(run_dir, metrics=metrics, n=study.eval.n, seed=study.eval.seed,
-                              solver=study.eval.solver.get(family), nfe=study.eval.nfe.get(family),
-                              batch_size=study.eval.batch_size, progress=progress)
-    except GenbenchError as err:
-        rec = _existing_eval(err)
-        if rec is None:
-            raise
+    _, rec = evaluate_run(run_dir, metrics=metrics, n=study.eval.n, seed=study.eval.seed,
+                          solver=study.eval.solver.get(family), nfe=study.eval.nfe.get(family),
+                          batch_size=study.eval.batch_size, progress=progress, reuse=True)
     if progress:
         print(format_record(rec), flush=True)
     if study.eval.history_n:
@@ -176,13 +153,9 @@ def _evaluate(study: StudyConfig, family: str, run_dir: Path, progress: bool) ->
 
         quick = "modes,prdc" if is_points else "fid,kid"
         for step in sorted(list_checkpoints(run_dir / "checkpoints")):
-            try:
-                evaluate_run(run_dir, checkpoint=step, metrics=quick, n=study.eval.history_n, seed=study.eval.seed,
-                             solver=study.eval.solver.get(family), nfe=study.eval.nfe.get(family),
-                             batch_size=study.eval.batch_size, floor=False, progress=progress)
-            except GenbenchError as err:
-                if _existing_eval(err) is None:
-                    raise
+            evaluate_run(run_dir, checkpoint=step, metrics=quick, n=study.eval.history_n, seed=study.eval.seed,
+                         solver=study.eval.solver.get(family), nfe=study.eval.nfe.get(family),
+                         batch_size=study.eval.batch_size, floor=False, progress=progress, reuse=True)
     return rec
 
 

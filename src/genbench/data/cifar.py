@@ -1,9 +1,14 @@
-"""CIFAR-10 "python version" reader: pickled batches from a folder or straight from the tar.gz.
+"""CIFAR-10: its official archive and checksums, its layout, and the "python version" reader.
 
-Layout (https://www.cs.toronto.edu/~kriz/cifar.html): ``data_batch_1..5`` and ``test_batch`` are
+Layout (https://www.cs.toronto.edu/~kriz/cifar.html): ``cifar-10-python.tar.gz`` holds the folder
+``cifar-10-batches-py``, which is read from the archive itself (nothing is extracted), from the
+folder, or from a folder that contains it. ``data_batch_1..5`` and ``test_batch`` are
 pickled dicts with ``b'data'`` (N x 3072 uint8: 1024 red, then green, then blue values, each a
 32 x 32 image in row-major order) and ``b'labels'`` (N ints in 0..9); ``batches.meta`` holds
 ``b'label_names'``. They were written by Python 2, hence ``encoding='bytes'``.
+
+Checksums: md5 of ``cifar-10-python.tar.gz`` from https://www.cs.toronto.edu/~kriz/cifar.html, and
+of its extracted members (``torchvision.datasets.CIFAR10.train_list/test_list/meta``).
 
 Unpickling can run arbitrary code, so :class:`SafeUnpickler` only hands out the few numpy
 callables that rebuild arrays and refuses every other global.
@@ -16,6 +21,7 @@ import importlib
 import io
 import pickle
 import tarfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +29,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genbench.data.sources import (
-    CIFAR10,
-    CIFAR_DIRNAME,
-    CIFAR_META,
-    CIFAR_TEST_BATCHES,
-    CIFAR_TRAIN_BATCHES,
-)
+from genbench.data.base import InMemoryData
+from genbench.data.sources import Source, SourceFile
 from genbench.errors import GenbenchError
+
+CIFAR_DIRNAME = "cifar-10-batches-py"
+CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR_TEST_BATCHES = ("test_batch",)
+CIFAR_META = "batches.meta"
 
 
 def _numpy_attr(name: str, candidates: tuple[str, ...]) -> Any:
@@ -155,8 +161,8 @@ def _decode_batch(obj: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     return data, labels
 
 
-def read_cifar10(source: str | Path, split: str) -> tuple[Tensor, Tensor, list[str], bool]:
-    """Images (uint8 ``N x 3 x 32 x 32``), labels (int64), class names and whether the files are official.
+def read_cifar10(source: str | Path, split: str) -> tuple[Tensor, Tensor, list[str], dict[str, str]]:
+    """Images (uint8 ``N x 3 x 32 x 32``), labels (int64), class names and the md5 of each file read.
 
     ``source`` is the ``cifar-10-batches-py`` folder, a folder that contains it, or the tar.gz.
     """
@@ -177,8 +183,56 @@ def read_cifar10(source: str | Path, split: str) -> tuple[Tensor, Tensor, list[s
     class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
     x = torch.from_numpy(np.concatenate(xs).reshape(-1, 3, 32, 32))
     y = torch.from_numpy(np.concatenate(ys))
-    return x, y, class_names, _members_official(raw)
+    return x, y, class_names, {name: hashlib.md5(data).hexdigest() for name, data in raw.items()}
 
 
-def _members_official(raw: dict[str, bytes]) -> bool:
-    return all(hashlib.md5(data).hexdigest() == CIFAR10.member_md5.get(name) for name, data in raw.items())
+@dataclass(frozen=True)
+class CifarSource(Source):
+    """CIFAR-10's layout: the tar.gz, its ``cifar-10-batches-py`` folder, or a folder holding either."""
+
+    member_md5: dict[str, str] = field(default_factory=dict)   # of the archive's members
+
+    @property
+    def url(self) -> str:
+        return self.base_url + self.files["archive"].filename
+
+    def roles(self, split: str | None) -> list[str]:
+        return ["archive"]   # one archive holds both splits
+
+    def probe(self, place: Path, split: str | None = None) -> Path | None:
+        if place.is_file() and place.name.endswith((".tar.gz", ".tgz", ".tar")):
+            return place
+        if not place.is_dir():
+            return None
+        for folder in (place, place / CIFAR_DIRNAME):
+            needed = list(CIFAR_TRAIN_BATCHES) if split in (None, "train") else []
+            needed += list(CIFAR_TEST_BATCHES) if split in (None, "test") else []
+            if all((folder / f).is_file() for f in needed + [CIFAR_META]):
+                return folder
+        archive = place / self.files["archive"].filename
+        return archive if archive.is_file() else None
+
+    def read(self, where: Path, split: str) -> InMemoryData:
+        x, y, class_names, md5s = read_cifar10(where, split)
+        verified = all(md5 == self.member_md5.get(name) for name, md5 in md5s.items())
+        return InMemoryData(x, y, "image", self.name, class_names, str(where), verified=verified)
+
+
+CIFAR10 = CifarSource(
+    name="cifar10",
+    base_url="https://www.cs.toronto.edu/~kriz/",
+    files={"archive": SourceFile("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a")},
+    class_names=(
+        "airplane", "automobile", "bird", "cat", "deer",
+        "dog", "frog", "horse", "ship", "truck",
+    ),
+    member_md5={
+        "data_batch_1": "c99cafc152244af753f735de768cd75f",
+        "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+        "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+        "data_batch_4": "634d18415352ddfa80567beed471001a",
+        "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+        "test_batch": "40351d587109b95175f43aff81a1287e",
+        "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+    },
+)

@@ -16,17 +16,17 @@ import math
 import torch
 from torch import Tensor
 
+from genbench.config import TOY_SETS
 from genbench.errors import GenbenchError
 
-TOY_NAMES = ("ring", "grid")
 _DEFAULT_STD = {"ring": 0.02, "grid": 0.05}
 # the fixed training set is drawn from this seed, so a dataset is the same for every run
 TOY_DATA_SEED = 20170101
 
 
 def _check(name: str) -> None:
-    if name not in TOY_NAMES:
-        raise GenbenchError(f"unknown 2-D dataset '{name}'", f"choose one of {', '.join(TOY_NAMES)}")
+    if name not in TOY_SETS:
+        raise GenbenchError(f"unknown 2-D dataset '{name}'", f"choose one of {', '.join(TOY_SETS)}")
 
 
 def mode_centers(name: str) -> Tensor:

@@ -1,8 +1,9 @@
 """The three families, each a small object: ``loss(nets, player, x, y)`` and ``sample(nets, x_init)``.
 
-A method names its ``players`` (networks with their own optimiser), the ``updates`` made per
-training step (e.g. n_critic D updates then one G update) and the ``sample_player`` whose EMA
-is sampled. The training loop knows nothing else about it.
+A method names its ``players`` (networks with their own optimiser; read from
+:data:`genbench.config.PLAYERS`, the one definition), the ``updates`` made per training step (e.g.
+n_critic D updates then one G update) and the ``sample_player`` whose EMA is sampled. The training
+loop knows nothing else about it. :data:`METHODS` maps each ``method.kind`` to its class.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from genbench.methods.gan import GAN
 
 Method = GAN | Diffusion | Flow
 
+METHODS: dict[str, type[Method]] = {"gan": GAN, "diffusion": Diffusion, "flow": Flow}
+
 
 def build_method(cfg: GANConfig | DiffusionConfig | FlowConfig) -> Method:
-    return {"gan": GAN, "diffusion": Diffusion, "flow": Flow}[cfg.kind](cfg)
+    return METHODS[cfg.kind](cfg)
 
 
-__all__ = ["GAN", "Diffusion", "Flow", "Method", "build_method"]
+__all__ = ["GAN", "METHODS", "Diffusion", "Flow", "Method", "build_method"]

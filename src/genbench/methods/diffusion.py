@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from genbench.config import DiffusionConfig
-from genbench.methods.draws import LOCAL
-from genbench.methods.model_fn import ModelFn, default_noise, per_sample_mse
-from genbench.methods.parametrization import from_x0_eps
-from genbench.methods.path import DiscreteVP, cosine_betas, linear_betas, q_sample
+from genbench.config import PLAYERS, DiffusionConfig
+from genbench.methods.model_fn import ModelFn, per_sample_mse
+from genbench.paths import DiscreteVP, cosine_betas, from_x0_eps, linear_betas, q_sample
+from genbench.randomness import LOCAL, default_noise
 from genbench.solvers import SolverResult, solve
 
 
 class Diffusion:
-    players = ("model",)
+    players = PLAYERS["diffusion"]
     updates = ("model",)      # one update of the model per training step
     data_players = ("model",)  # players whose updates consume real images
     sample_player = "model"

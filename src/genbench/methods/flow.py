@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from genbench.config import FlowConfig
-from genbench.methods.draws import LOCAL
-from genbench.methods.model_fn import ModelFn, default_noise, per_sample_mse
-from genbench.methods.parametrization import from_x0_eps
-from genbench.methods.path import LinearPath, q_sample
+from genbench.config import PLAYERS, FlowConfig
+from genbench.methods.model_fn import ModelFn, per_sample_mse
+from genbench.paths import LinearPath, from_x0_eps, q_sample
+from genbench.randomness import LOCAL, default_noise
 from genbench.solvers import SolverResult, solve
 
 
 class Flow:
-    players = ("model",)
+    players = PLAYERS["flow"]
     updates = ("model",)
     data_players = ("model",)
     sample_player = "model"

@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genbench.config import GANConfig
-from genbench.methods.draws import LOCAL
+from genbench.config import PLAYERS, GANConfig
+from genbench.randomness import LOCAL
 from genbench.solvers import SolverResult
 
 
 class GAN:
-    players = ("G", "D")
+    players = PLAYERS["gan"]
     sample_player = "G"
     data_players = ("D",)  # the G update needs no real images
     draws = LOCAL           # per-sample noise; the training loop installs a rank-aware one

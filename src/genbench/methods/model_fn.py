@@ -7,10 +7,9 @@ every diffusion or flow model alike.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from genbench.methods.parametrization import Prediction, to_x0_eps
+from genbench.paths import Prediction, to_x0_eps
 
 
 class ModelFn:
@@ -27,7 +26,3 @@ class ModelFn:
 def per_sample_mse(pred: Tensor, target: Tensor) -> Tensor:
     """Mean squared error per sample, in float32 even under bf16 autocast."""
     return (pred.float() - target.float()).pow(2).flatten(1).mean(1)
-
-
-def default_noise(x: Tensor) -> Tensor:
-    return torch.randn_like(x)

@@ -30,8 +30,9 @@ from torch import Tensor, nn
 
 from genbench.data.transforms import to_model_range
 from genbench.errors import GenbenchError
-from genbench.metrics.features import DOMAIN_DATASETS, Features, batched, check_uint8_images
+from genbench.metrics.features import Features, batched, check_uint8_images
 
+DOMAIN_DATASETS = ("fashion_mnist", "mnist")   # the datasets a domain classifier exists for
 ARCH_VERSION = "v1"
 IMAGE_SHAPE = (1, 28, 28)
 NUM_CLASSES = 10

@@ -11,6 +11,8 @@ has a classifier head, logits for an Inception-Score-style score). Two kinds exi
 
 Every extractor carries a ``name`` and the sha256 of its weights, so that cached statistics and
 reported numbers can always say exactly which network produced them.
+
+This module is the interface only; :mod:`genbench.metrics.extractors` builds the extractors.
 """
 
 from __future__ import annotations
@@ -22,9 +24,6 @@ import numpy as np
 import torch
 
 from genbench.errors import GenbenchError
-
-EXTRACTOR_KINDS = ("domain", "inception")
-DOMAIN_DATASETS = ("fashion_mnist", "mnist")
 
 
 @dataclass
@@ -79,23 +78,3 @@ def batched(
     if not feats:
         return Features(np.zeros((0, feature_dim)), None if logit_dim is None else np.zeros((0, logit_dim)))
     return Features(np.concatenate(feats), np.concatenate(logits) if logits else None)
-
-
-def default_extractor_kind(dataset: str) -> str:
-    """``"domain"`` for the 28x28 greyscale sets (fashion_mnist, mnist), ``"inception"`` otherwise."""
-    return "domain" if dataset in DOMAIN_DATASETS else "inception"
-
-
-def build_extractor(
-    kind: str, dataset: str, weights_path: str | None = None, device: str | torch.device = "cpu"
-) -> FeatureExtractor:
-    """The extractor of ``kind`` ("domain" | "inception") for ``dataset``, with verified weights."""
-    if kind == "domain":
-        from genbench.metrics.domain import DomainExtractor
-
-        return DomainExtractor(dataset, weights_path=weights_path, device=device)
-    if kind == "inception":
-        from genbench.metrics.inception import InceptionExtractor
-
-        return InceptionExtractor(weights_path=weights_path, device=device)
-    raise GenbenchError(f"unknown feature extractor '{kind}'", f"choose one of {', '.join(EXTRACTOR_KINDS)}")

@@ -16,6 +16,8 @@ from genbench.nets.mlp import MLP, MLPDiscriminator, MLPGenerator
 from genbench.nets.sngan import ResNetDiscriminator, ResNetGenerator
 from genbench.nets.unet import UNet
 
+# kind -> class. Which role (player) each kind may fill is genbench.config.NET_ROLES (torch-free, so that
+# configs validate without torch); tests/test_registries.py holds the kinds of the two equal.
 NETS: dict[str, type[nn.Module]] = {
     "unet": UNet,
     "mlp": MLP,

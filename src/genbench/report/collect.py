@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from genbench.config import TOY_SETS
 from genbench.errors import GenbenchError
 
 FAMILY_NAMES = {"gan": "GAN", "diffusion": "diffusion", "flow": "flow"}
@@ -90,7 +91,7 @@ class RunRecord:
         shape = (self.info.get("data") or {}).get("shape")
         if shape is not None:
             return "points" if len(shape) == 1 else "image"
-        return "points" if (self.config.get("data") or {}).get("name") in ("ring", "grid") else "image"
+        return "points" if (self.config.get("data") or {}).get("name") in TOY_SETS else "image"
 
     @property
     def sample_params(self) -> int | None:

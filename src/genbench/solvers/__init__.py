@@ -52,15 +52,24 @@ from genbench.solvers.euler import sample_euler
 from genbench.solvers.grids import ddpm_timesteps, discrete_t, karras_sigmas, karras_t, log_snr_t, uniform_t
 from genbench.solvers.karras import sample_karras
 from genbench.solvers.ode import pf_velocity, reverse_sde, ve_denoiser
-from genbench.solvers.registry import GRIDS, NFE_RULES, SOLVERS, allowed_nfe, make_grid, solve
+from genbench.solvers.registry import (
+    DISCRETE_ONLY,
+    GRIDS,
+    NFE_RULES,
+    SOLVERS,
+    allowed_nfe,
+    make_grid,
+    solve,
+    solver_names,
+)
 from genbench.solvers.rk import sample_heun, sample_midpoint, sample_rk4
 from genbench.solvers.sde import sample_euler_maruyama
 from genbench.solvers.unipc import sample_unipc
 
 __all__ = [
-    "GRIDS", "NFE_RULES", "SOLVERS", "SolverResult", "allowed_nfe", "ddpm_timesteps", "discrete_t",
+    "DISCRETE_ONLY", "GRIDS", "NFE_RULES", "SOLVERS", "SolverResult", "allowed_nfe", "ddpm_timesteps", "discrete_t",
     "karras_sigmas", "karras_t", "log_snr_t", "make_grid", "pf_velocity", "reverse_sde", "sample_ddim",
     "sample_ddim_t", "sample_ddpm", "sample_dopri5", "sample_dpmpp_2m", "sample_dpmpp_2s", "sample_euler",
     "sample_euler_maruyama", "sample_heun", "sample_karras", "sample_midpoint", "sample_rk4", "sample_unipc",
-    "solve", "uniform_t", "ve_denoiser",
+    "solve", "solver_names", "uniform_t", "ve_denoiser",
 ]

@@ -10,7 +10,7 @@
   g^2 = d(sigma^2)/dt - 2 f sigma^2 = 2 sigma sigma' - 2 (alpha'/alpha) sigma^2, which makes the
   forward SDE dx = f x dt + g dw have the path's marginals (for VP paths g^2 = beta(t)).
 
-The conversions between eps, x0 and velocity are those of :mod:`genbench.methods.parametrization`.
+The conversions between eps, x0 and velocity are those of :mod:`genbench.paths.conversions`.
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ from typing import NamedTuple
 
 from torch import Tensor
 
+from genbench.paths import PathCoeffs, from_x0_eps
 from genbench.solvers.base import Denoiser, Velocity, full_t
 
 VEDenoiser = Callable[[Tensor, float], Tensor]  # D(x_hat, sigma_ve) -> x0_hat
 
 
-def coeffs_like(path, t: Tensor | float, x: Tensor):
+def coeffs_like(path, t: Tensor | float, x: Tensor) -> PathCoeffs:
     """The path's float64 ``PathCoeffs`` at t, cast to x's dtype and moved to its device."""
     c = path.coeffs_f64(t)
-    return type(c)(*(v.to(x.dtype).to(x.device) for v in c))
+    return PathCoeffs(*(v.to(x.dtype).to(x.device) for v in c))
 
 
 def scalars(path, ts: Tensor) -> tuple[list[float], list[float]]:
@@ -39,9 +40,6 @@ def scalars(path, ts: Tensor) -> tuple[list[float], list[float]]:
 
 def pf_velocity(denoise: Denoiser, path) -> Velocity:
     """u(x, t) = alpha'_t x0_hat + sigma'_t eps_hat: one network evaluation per call."""
-    # imported here, not at the top: genbench.methods imports genbench.solvers
-    from genbench.methods.parametrization import from_x0_eps
-
     def velocity(x: Tensor, t: Tensor) -> Tensor:
         x0, eps = denoise(x, t)
         return from_x0_eps(x0, eps, "velocity", coeffs_like(path, t, x))

@@ -4,6 +4,10 @@
 solver's default grid (or ``grid=`` one of :data:`GRIDS`); :func:`solve` turns an NFE budget into
 steps, exactly, or refuses. ``denoise(x_t, t) -> (x0, eps)`` is ``ModelFn.denoise`` for diffusion
 and flow models alike; ``path`` is their ``DiscreteVP`` or ``LinearPath``.
+
+This registry is the one list of the solvers that exist; :func:`solver_names` says which of them fit
+a path. ``genbench.config`` mirrors those names per method as torch-free literals (so that configs
+validate without torch), and a test holds the mirror equal to :func:`solver_names`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from genbench.paths import DiscreteVP
 from genbench.solvers.adaptive import sample_dopri5
 from genbench.solvers.base import Denoiser, NoiseFn, SolverResult
 from genbench.solvers.ddim import sample_ddim, sample_ddim_t
@@ -35,15 +40,9 @@ GRIDS: dict[str, Callable[..., Tensor]] = {
 }
 
 
-def _is_discrete(path) -> bool:
-    """A DDPM schedule (``DiscreteVP``) has discrete steps; tested by duck typing, since
-    genbench.methods imports the solvers."""
-    return hasattr(path, "alphas_cumprod")
-
-
 def default_grid(path) -> str:
     """Karras sigmas for DDPM (VP) paths, as in EDM; uniform t for flow paths, as flow matching does."""
-    return "karras" if _is_discrete(path) else "uniform_t"
+    return "karras" if isinstance(path, DiscreteVP) else "uniform_t"
 
 
 def make_grid(name: str | None, path, n: int) -> Tensor:
@@ -69,7 +68,7 @@ def _velocity(sampler, to_t_min: bool = False):
 
 
 def _ddpm(denoise, path, x, steps, noise=None, spacing="trailing"):
-    if not _is_discrete(path):
+    if not isinstance(path, DiscreteVP):
         raise ValueError("ddpm needs a DiscreteVP path")
     if steps > path.T:
         raise ValueError(f"ddpm has at most T = {path.T} steps, got {steps}")
@@ -78,7 +77,7 @@ def _ddpm(denoise, path, x, steps, noise=None, spacing="trailing"):
 
 
 def _ddim(denoise, path, x, steps, noise=None, grid=None, eta=0.0, spacing="trailing"):
-    if _is_discrete(path) and grid in (None, "discrete"):
+    if isinstance(path, DiscreteVP) and grid in (None, "discrete"):
         idx = ddpm_timesteps(path.T, steps, spacing)
         return sample_ddim(denoise, x, path.alphas_cumprod, idx, eta, noise)
     return sample_ddim_t(denoise, x, path, make_grid(grid, path, steps), eta, noise)
@@ -121,6 +120,17 @@ SOLVERS: dict[str, Callable[..., SolverResult]] = {
     "euler_maruyama": _em,
     "dopri5": _dopri5,
 }
+
+# The solvers that walk a DiscreteVP's own steps (its alphas_cumprod); every other one integrates
+# any path of genbench.paths.
+DISCRETE_ONLY = frozenset({"ddpm"})
+
+
+def solver_names(path) -> tuple[str, ...]:
+    """The solvers that can sample on ``path``, in registry order: all of them on a ``DiscreteVP``,
+    all but :data:`DISCRETE_ONLY` on any other path."""
+    discrete = isinstance(path, DiscreteVP)
+    return tuple(name for name in SOLVERS if discrete or name not in DISCRETE_ONLY)
 
 
 class NfeRule(NamedTuple):

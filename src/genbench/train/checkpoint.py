@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from genbench.errors import GenbenchError
+from genbench.files import atomic_write_bytes, fsync_dir
 
 _NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
 _TMP = re.compile(r"^\..+\.tmp$")
@@ -98,24 +99,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def save_checkpoint(state: dict, folder: Path, step: int, keep_last: int, keep_every: int | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = ckpt_path(folder, step)
@@ -128,7 +111,7 @@ def save_checkpoint(state: dict, folder: Path, step: int, keep_last: int, keep_e
             os.fsync(f.fileno())
         _test_pause(step)
         os.replace(tmp, path)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         atomic_write_bytes(path.with_suffix(".pt.sha256"), (_sha256(path) + "\n").encode())
     except (OSError, RuntimeError) as err:   # torch.save reports a failed write as RuntimeError
         tmp.unlink(missing_ok=True)

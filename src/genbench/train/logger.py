@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from genbench.files import atomic_write_bytes
+
 
 def _step_of(line: str) -> int | None:
     try:
@@ -22,8 +24,6 @@ class MetricsLogger:
         if self.path.exists():
             keep = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) is not None
                     and _step_of(ln) <= resume_step]
-            from genbench.train.checkpoint import atomic_write_bytes
-
             atomic_write_bytes(self.path, "".join(ln + "\n" for ln in keep).encode())
         self.file = open(self.path, "a")
         self.tb = None

@@ -2,7 +2,8 @@
 
 These are *proxies*, logged as ``proxy/fid@<n>`` and ``proxy/kid@<n>`` (2-D sets:
 ``proxy/modes@<n>``, ``proxy/hq@<n>``): few samples bias FID upwards, so they are comparable
-only within one run, never to a full `genbench eval`.
+only within one run, never to a full `genbench eval`. They follow the evaluation protocol of
+`genbench eval` (:mod:`genbench.metrics.protocol`) with their own, smaller numbers.
 """
 
 from __future__ import annotations
@@ -10,46 +11,37 @@ from __future__ import annotations
 import torch
 
 from genbench.config import RunConfig
+from genbench.metrics.protocol import ImageProtocol, PointProtocol
 from genbench.sampling import generate
+
+REFERENCE_N = 10_000      # real training images in the reference
+KID_SUBSETS = 20          # KID subsets (of min(1000, n) samples)
+FIRST_SEED = 10**9        # the proxy's seeds, far from those of `genbench eval` and `genbench sample`
+BATCH_SIZE = 256
 
 
 class ProxyEval:
     def __init__(self, cfg: RunConfig, device: torch.device, data_kind: str):
         self.cfg, self.device, self.data_kind = cfg, device, data_kind
         self.n = cfg.train.proxy_n
-        self._ref = None
-        self._extractor = None
+        self._protocol: ImageProtocol | PointProtocol | None = None
 
     def _setup(self) -> None:
         if self.data_kind == "points":
+            self._protocol = PointProtocol(self.cfg.data)
             return
-        from genbench.evaluate import ChannelStacked
-        from genbench.metrics.features import build_extractor, default_extractor_kind
-        from genbench.metrics.reference import reference_features
-
-        stacked = self.cfg.data.name == "stacked_fashion_mnist"
-        base = "fashion_mnist" if stacked else self.cfg.data.name
-        ex = build_extractor(default_extractor_kind(base), base, None, device=str(self.device))
-        self._extractor = ChannelStacked(ex) if stacked else ex
-        self._ref = reference_features(self._extractor, self.cfg.data, "train", 10_000)
+        self._protocol = ImageProtocol.for_data(self.cfg.data, self.device, ref_split="train", ref_n=REFERENCE_N,
+                                                kid_subsets=KID_SUBSETS)
+        self._protocol.reference()   # computed (or read from the cache) before the first samples
 
     def __call__(self, method, nets, latent_shape) -> dict:
-        if self._ref is None and self.data_kind == "image":
+        if self._protocol is None:
             self._setup()
-        x, _ = generate(method, nets, latent_shape, list(range(10**9, 10**9 + self.n)), self.device,
-                        256, self.cfg.sample.solver, self.cfg.sample.nfe)
+        x, _ = generate(method, nets, latent_shape, list(range(FIRST_SEED, FIRST_SEED + self.n)), self.device,
+                        BATCH_SIZE, self.cfg.sample.solver, self.cfg.sample.nfe)
         tag = f"@{self.n}"
         if self.data_kind == "points":
-            from genbench.data.toy2d import default_std, mode_centers
-            from genbench.metrics.modes import toy_mode_stats
-
-            std = self.cfg.data.std or default_std(self.cfg.data.name)
-            s = toy_mode_stats(x.double().numpy(), mode_centers(self.cfg.data.name).numpy(), std)
+            s = self._protocol.scores(["modes"], x)
             return {f"proxy/modes{tag}": float(s["modes"]), f"proxy/hq{tag}": float(s["hq_fraction"])}
-        from genbench.data.transforms import to_uint8
-        from genbench.metrics.fid import fid_from_features, kid
-
-        fake = self._extractor.extract(to_uint8(x), batch_size=500).features
-        size = min(1000, len(fake), len(self._ref.features))
-        k, _ = kid(self._ref.features, fake, subsets=20, subset_size=size)
-        return {f"proxy/fid{tag}": fid_from_features(self._ref.features, fake), f"proxy/kid{tag}": k}
+        s = self._protocol.scores(["fid", "kid"], x)
+        return {f"proxy/fid{tag}": s["fid"], f"proxy/kid{tag}": s["kid"]}

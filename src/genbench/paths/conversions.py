@@ -1,6 +1,6 @@
 """Explicit conversions between what a network predicts: eps, x0, v and velocity.
 
-For x_t = alpha x_0 + sigma eps (any path of :mod:`genbench.methods.path`):
+For x_t = alpha x_0 + sigma eps (any path of :mod:`genbench.paths.gaussian`):
 
 * ``eps``      — the noise (Ho et al. 2020, Eq. 14);
 * ``x0``       — the clean data;
@@ -18,7 +18,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from genbench.methods.path import PathCoeffs, broadcast
+from genbench.paths.gaussian import PathCoeffs, broadcast
 
 Prediction = Literal["eps", "x0", "v", "velocity"]
 
