@@ -8,7 +8,7 @@ import pytest
 
 from genbench.cli import main
 from genbench.errors import GenbenchError
-from genbench.evaluate import parse_metrics
+from genbench.evaluate import evaluate_run, parse_metrics
 
 
 def train_tiny_gan(env, run, *extra: str) -> None:
@@ -38,6 +38,8 @@ def test_toy_eval_counts_modes_and_writes_the_protocol(env, capsys):
     # the same evaluation is not silently overwritten
     assert main(["eval", str(run), "-n", "500", "--nfe", "20"]) == 2
     assert "already exists" in capsys.readouterr().err
+    # ... but can be asked for: reuse returns the existing record as it is
+    assert evaluate_run(run, n=500, nfe=20, reuse=True) == (path, rec)
 
 
 def test_image_eval_with_the_domain_classifier(env, capsys):

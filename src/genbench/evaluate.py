@@ -16,6 +16,7 @@ from pathlib import Path
 from genbench import dist
 from genbench.errors import GenbenchError
 from genbench.files import environment, write_json
+from genbench.metrics.extractors import STACKED
 from genbench.metrics.protocol import EXTRACTOR_METRICS, FID_REFERENCE_N, ImageProtocol, PointProtocol
 from genbench.run import load_run
 from genbench.sampling import (
@@ -71,7 +72,7 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
     run_dir = Path(run_dir)
     loaded = load_run(run_dir, checkpoint, device)
     cfg = loaded.cfg
-    stacked = cfg.data.name == "stacked_fashion_mnist"
+    stacked = cfg.data.name in STACKED
     chosen = parse_metrics(metrics, loaded.data_kind, stacked)
     if n < 2:
         raise GenbenchError(f"-n must be at least 2 (got {n})", "use e.g. -n 10000")
