@@ -59,7 +59,7 @@ from genbench.data.sampler import BatchSampler  # noqa: E402
 from genbench.methods import build_method  # noqa: E402
 from genbench.nets import build_net, count_params  # noqa: E402
 from genbench.presets import resolve_config  # noqa: E402
-from genbench.run import prepare_run_dir  # noqa: E402
+from genbench.rundir import prepare_run_dir  # noqa: E402
 from genbench.sampling import generate  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -189,7 +189,7 @@ def loop_images_per_s(preset: str, overrides: list[str], data: InMemoryData, arg
     try:
         with tempfile.TemporaryDirectory() as tmp:
             run = Path(tmp) / "run"
-            cfg = prepare_run_dir(run, cfg, resume=False, overwrite=False)
+            cfg = prepare_run_dir(run, cfg)
             loop.train(cfg, run, progress=False)
             rates = [json.loads(ln)["images_per_s"] for ln in (run / "metrics.jsonl").read_text().splitlines()
                      if "images_per_s" in ln][1:]

@@ -21,7 +21,7 @@ import torch
 
 from genbench.config import load_config
 from genbench.presets import resolve_config
-from genbench.run import prepare_run_dir
+from genbench.rundir import prepare_run_dir
 from genbench.train.loop import train
 
 
@@ -31,7 +31,7 @@ def measure(preset: str, steps: int, log_every: int) -> dict:
                                                "train.tensorboard=false"])
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        cfg = prepare_run_dir(run, cfg, resume=False, overwrite=False)
+        cfg = prepare_run_dir(run, cfg)
         info = train(cfg, run, progress=False)
         rates = [json.loads(ln)["images_per_s"] for ln in (run / "metrics.jsonl").read_text().splitlines()][1:]
     return {"preset": preset, "images_per_s": statistics.median(rates), "steps": steps,

@@ -94,9 +94,9 @@ def test_each_method_learns_the_ring(tmp_path, preset, steps):
     cfg = load_config(f"configs/toy2d/{preset}.yaml",
                       [f"train.budget.steps={steps}", "train.tensorboard=false", "train.sample_every=100000",
                        "train.grid_n=16", "data.n_points=20000"])
-    from genbench.run import prepare_run_dir
+    from genbench.rundir import prepare_run_dir
 
-    cfg = prepare_run_dir(tmp_path / "run", cfg, resume=False, overwrite=False)
+    cfg = prepare_run_dir(tmp_path / "run", cfg)
     train(cfg, tmp_path / "run", progress=False)
     frac, modes = ring_fraction_near_modes(tmp_path / "run")
     assert frac > 0.7, f"only {frac:.0%} of {preset} samples land within 0.25 of a mode"

@@ -240,3 +240,20 @@ def test_report_in_headless_chromium(env, tmp_path):
     from PIL import Image
 
     assert Image.open(shot).size == (1280, 2000)
+
+
+def test_compare_overwrite_swaps_in_the_new_report_once_complete(env, capsys):
+    same = {"model": 300_000}
+    first = [make_run(env / "one", "gan", metrics=BASE_METRICS["gan"], speed=SPEED["gan"], params=same),
+             make_run(env / "one", "flow", metrics=BASE_METRICS["flow"], speed=SPEED["flow"], params=same)]
+    out = env / "r"
+    assert main(["compare", *map(str, first), "-o", str(out), "--no-neighbours"]) == 0
+    old = json.loads((out / "report.json").read_text())
+    assert main(["compare", *map(str, first), "-o", str(out), "--no-neighbours"]) == 2   # refused unasked
+    assert "already exists" in capsys.readouterr().err
+    swapped = [make_run(env / "two", "gan", metrics=BASE_METRICS["flow"], speed=SPEED["gan"], params=same),
+               make_run(env / "two", "flow", metrics=BASE_METRICS["gan"], speed=SPEED["flow"], params=same)]
+    assert main(["compare", *map(str, swapped), "-o", str(out), "--no-neighbours", "--overwrite"]) == 0
+    new = json.loads((out / "report.json").read_text())
+    assert new["values"] != old["values"]
+    assert sorted(p.name for p in env.iterdir() if p.name.startswith(".")) == []   # no staging or old copy left

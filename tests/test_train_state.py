@@ -12,7 +12,8 @@ import torch
 from genbench.config import load_config
 from genbench.errors import GenbenchError
 from genbench.methods import build_method
-from genbench.run import load_run, prepare_run_dir
+from genbench.run import load_run
+from genbench.rundir import prepare_run_dir
 from genbench.train.budget import Budget
 from genbench.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from genbench.train.loop import images_per_step, train
@@ -27,7 +28,7 @@ def _run(tmp_path, method="gan", steps=6):
                                                        "train.sample_every=1000", "train.tensorboard=false",
                                                        "data.n_points=256", "train.batch_size=32"])
     run = tmp_path / method
-    cfg = prepare_run_dir(run, cfg, resume=False, overwrite=False)
+    cfg = prepare_run_dir(run, cfg)
     train(cfg, run, progress=False)
     return cfg, run
 

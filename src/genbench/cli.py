@@ -34,30 +34,20 @@ TOL_HELP = "dopri5's relative and absolute tolerance (default 1e-5)"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from genbench import dist
     from genbench.config import load_config
-    from genbench.run import prepare_run_dir
+    from genbench.rundir import open_run
+    from genbench.train.loop import train
 
     overrides = list(args.overrides)
     if args.data_dir:
         overrides.append(f"data.root={args.data_dir}")
-    from genbench import dist
-
     cfg = load_config(resolve_config(args.config), overrides)
     run_dir = Path(args.out) if args.out else Path("runs") / cfg.name
-    # rank 0 alone creates (or reopens) the run directory; every rank trains with its config
-    cfg = dist.collective(lambda: prepare_run_dir(run_dir, cfg, resume=args.resume, overwrite=args.overwrite))
-    from genbench.train.loop import train
-
-    try:
-        info = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
-    except GenbenchError:
-        # a new run that failed before its first checkpoint (missing data, bad network size...)
-        # leaves nothing behind, so the corrected command can simply be run again
-        if dist.is_main() and not args.resume and not any((run_dir / "checkpoints").glob("ckpt-*.pt")):
-            import shutil
-
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    # rank 0 holds the run directory (lock, creation, --overwrite); a start that fails before the
+    # first checkpoint removes what it made and puts back a run it was replacing
+    with open_run(run_dir, cfg, resume=args.resume, overwrite=args.overwrite) as (cfg, on_checkpoint):
+        info = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress, on_checkpoint=on_checkpoint)
     if dist.is_main():
         print(f"trained {cfg.name}: {info['step']} steps, {info['images_seen']} images in "
               f"{info['train_seconds']:.0f} s -> {run_dir}")
@@ -77,6 +67,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(k) for k in text.split(","))
+    except ValueError:
+        raise GenbenchError(f"{flag} {text!r} is not a comma list of whole numbers", f"e.g. {flag} 2,4,8,16") from None
+    return values
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from genbench.evaluate import SWEEP_NFE, evaluate_run, format_record, nfe_sweep
 
@@ -84,15 +82,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         solvers = (args.solver or "").split(",") if args.solver else None
         if not solvers:
             raise GenbenchError("--nfe-sweep needs --solver NAME[,NAME...]", "e.g. --solver euler,heun,dpm++2m")
-        nfes = tuple(int(k) for k in args.nfe_list.split(",")) if args.nfe_list else SWEEP_NFE
+        nfes = _int_list(args.nfe_list, "--nfe-list") if args.nfe_list is not None else SWEEP_NFE
+        metrics = args.metrics if args.metrics is not None else "fid,kid"
         path, record = nfe_sweep(Path(args.run), solvers, nfes, n=args.n, seed=args.seed,
-                                 metrics=args.metrics or "fid,kid", checkpoint=args.checkpoint,
+                                 metrics=metrics, checkpoint=args.checkpoint,
                                  use_ema=not args.raw, batch_size=args.batch_size,
                                  extractor_kind=args.extractor, inception_weights=args.inception_weights,
                                  ref_split=args.ref_split, device=args.device, tol=args.tol)
         if not record:   # a rank other than 0 (torchrun): it only sampled
             return 0
-        key = (args.metrics or "fid").split(",")[0]
+        key = metrics.split(",")[0]
         key = {"modes": "hq_fraction", "prdc": "precision"}.get(key, key)
         for solver, points in record["curves"].items():
             print(f"{solver:>14}: " + "  ".join(f"NFE {p['nfe']}: {key} {p.get(key, float('nan')):.4g}"
@@ -138,9 +137,12 @@ def cmd_mark_best(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from genbench.report import build_report
+    from genbench.rundir import write_folder
 
-    paths = build_report([Path(r) for r in args.runs], Path(args.out), title=args.title,
-                         neighbours=not args.no_neighbours)
+    runs = [Path(r) for r in args.runs]
+    paths = write_folder(Path(args.out), lambda out: build_report(runs, out, title=args.title,
+                                                                 neighbours=not args.no_neighbours),
+                         overwrite=args.overwrite)
     for kind in ("html", "md", "json"):
         print(f"{kind:>4}: {paths[kind]}")
     return 0
@@ -262,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--out", required=True, help="report folder")
     c.add_argument("--title", default=None, help="report title")
     c.add_argument("--no-neighbours", action="store_true", help="skip the nearest-training-image search")
+    c.add_argument("--overwrite", action="store_true",
+                   help="replace an existing report folder (only one genbench wrote; swapped in once complete)")
     c.set_defaults(func=cmd_compare)
 
     m = sub.add_parser("demo", parents=[common], help="the study on Fashion-MNIST, sized for a 2-core laptop",
@@ -272,6 +276,27 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-progress", action="store_true")
     m.set_defaults(func=cmd_demo)
     return p
+
+
+PATH_OPTIONS = {"out": "--out", "data_dir": "--data-dir", "inception_weights": "--inception-weights"}
+
+
+def _check_path_options(args: argparse.Namespace) -> None:
+    """Paths given on the command line are non-empty, and a ``~user`` in them names a known user
+    (``~`` and ``~user`` are expanded here, as a shell would)."""
+    for attr, flag in PATH_OPTIONS.items():
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        if not value.strip():
+            raise GenbenchError(f"{flag} is empty", f"give a path after {flag}, or leave {flag} out")
+        if value.startswith("~"):
+            expanded = os.path.expanduser(value)
+            if expanded == value:
+                user = value[1:].split("/", 1)[0] or "(the current user)"
+                raise GenbenchError(f"{flag} {value}: no home directory for user '{user}' is known here",
+                                    f"write the full path after {flag}")
+            setattr(args, attr, expanded)
 
 
 def _os_error_line(err: OSError) -> str:
@@ -285,7 +310,29 @@ def _os_error_line(err: OSError) -> str:
     return GenbenchError(f"{err.strerror or err}{where}", fix).line()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that every ``finally`` (temp files, a failed start's
+    clean-up, the run lock) runs as it does for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may also come after options (argparse stops a positional list at them)
@@ -303,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             from genbench import dist
 
             dist.init()
+        _check_path_options(args)
         return args.func(args)
     except GenbenchError as err:
         if args.debug:
@@ -315,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"genbench: error: {_os_error_line(err)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("genbench: terminated (SIGTERM); temporary files removed", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("genbench: interrupted", file=sys.stderr)
         return 130

@@ -117,15 +117,15 @@ class Progress:
 
 
 def _train(study: StudyConfig, family: str, seed: int, run_dir: Path, extra: list[str], progress: bool) -> None:
-    import yaml
-
-    from genbench.config import load_config
-    from genbench.run import prepare_run_dir
+    from genbench.config import load_config, read_yaml
+    from genbench.files import read_json
+    from genbench.rundir import open_run
     from genbench.train.loop import train
 
     info_path = run_dir / "run.json"
-    if info_path.is_file() and json.loads(info_path.read_text()).get("status") == "finished":
-        saved = (yaml.safe_load((run_dir / "config.yaml").read_text()).get("train") or {}).get("budget") or {}
+    if info_path.is_file() and read_json(info_path, RUN_JSON_FIX).get("status") == "finished":
+        train_cfg = read_yaml(run_dir / "config.yaml").get("train")
+        saved = (train_cfg.get("budget") if isinstance(train_cfg, dict) else None) or {}
         if {k: v for k, v in saved.items() if v is not None} == study.budget.as_dict():
             return                               # done in an earlier call of the same study
         # a different budget: continue the run under it (genbench train --resume)
@@ -134,14 +134,28 @@ def _train(study: StudyConfig, family: str, seed: int, run_dir: Path, extra: lis
                  f"seed={seed}", f"name={study.name}-{family}-s{seed}", f"train.budget={budget}"]
     cfg = load_config(resolve_config(study.runs[family]), overrides)
     resume = (run_dir / "config.yaml").is_file()
-    cfg = prepare_run_dir(run_dir, cfg, resume=resume, overwrite=False)
-    train(cfg, run_dir, resume=resume, progress=progress)
+    with open_run(run_dir, cfg, resume=resume) as (cfg, on_checkpoint):
+        train(cfg, run_dir, resume=resume, progress=progress, on_checkpoint=on_checkpoint)
+
+
+RUN_JSON_FIX = "restore it from a copy, or delete the run's folder to train it again"
+
+
+def _is_points(run_dir: Path) -> bool:
+    """Whether the run learned 2-D points (from its run.json's data shape)."""
+    from genbench.files import read_json
+
+    info = read_json(run_dir / "run.json", RUN_JSON_FIX)
+    shape = info.get("data", {}).get("shape") if isinstance(info.get("data"), dict) else None
+    if not isinstance(shape, list):
+        raise GenbenchError(f"{run_dir / 'run.json'} is damaged: no data.shape", RUN_JSON_FIX)
+    return len(shape) == 1
 
 
 def _evaluate(study: StudyConfig, family: str, run_dir: Path, progress: bool) -> dict:
     from genbench.evaluate import evaluate_run, format_record
 
-    is_points = len(json.loads((run_dir / "run.json").read_text())["data"]["shape"]) == 1
+    is_points = _is_points(run_dir)
     metrics = study.eval.metrics or ("modes,prdc,speed" if is_points else "fid,kid,is,prdc,speed")
     _, rec = evaluate_run(run_dir, metrics=metrics, n=study.eval.n, seed=study.eval.seed,
                           solver=study.eval.solver.get(family), nfe=study.eval.nfe.get(family),
@@ -162,7 +176,7 @@ def _evaluate(study: StudyConfig, family: str, run_dir: Path, progress: bool) ->
 def _sweep(study: StudyConfig, family: str, run_dir: Path) -> None:
     from genbench.evaluate import nfe_sweep
 
-    is_points = len(json.loads((run_dir / "run.json").read_text())["data"]["shape"]) == 1
+    is_points = _is_points(run_dir)
     for solver, nfes in study.sweep.solvers.get(family, {}).items():
         nfe_sweep(run_dir, [solver], tuple(nfes), n=study.sweep.n, seed=study.eval.seed,
                   metrics="modes,prdc" if is_points else "fid,kid", batch_size=study.eval.batch_size)
@@ -173,6 +187,9 @@ def run_study(name: str, overrides: list[str] = (), out: Path | None = None, pro
     """Train, evaluate, sweep and report; returns the (last) report's paths, plus ``reports``."""
     study, source = load_study(name, overrides)
     out = Path(out) if out else Path("runs") / f"study-{study.name}"
+    from genbench.rundir import check_study_folder
+
+    check_study_folder(out, study.name)
     out.mkdir(parents=True, exist_ok=True)
     (out / "study.json").write_text(json.dumps({"source": str(source), **study.model_dump()}, indent=2) + "\n")
     datasets = study.datasets or [None]

@@ -121,6 +121,9 @@ def save_checkpoint(state: dict, folder: Path, step: int, keep_last: int, keep_e
             f"could not write checkpoint {path}: {getattr(err, 'strerror', None) or err}",
             "free disk space or choose a writable run directory; earlier checkpoints are intact",
         ) from None
+    except BaseException:   # interrupted (Ctrl-C, SIGTERM): no temp file left behind
+        tmp.unlink(missing_ok=True)
+        raise
     kept = best_checkpoints(folder)
     prunable = [k for k in list_checkpoints(folder) if k not in kept and not (keep_every and k % keep_every == 0)]
     for old in prunable[:-keep_last]:

@@ -14,6 +14,7 @@ so W ranks x B/W reproduce 1 rank x B up to float rounding. Rank 0 alone writes.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -32,8 +33,10 @@ from genbench.train.state import TrainState
 from genbench.train.step import Batches, NonFinite, TrainStep
 
 
-def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict:
-    """Train until the budget is spent; return the run summary also written to run.json."""
+def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
+          on_checkpoint: Callable[[], None] | None = None) -> dict:
+    """Train until the budget is spent; return the run summary also written to run.json.
+    ``on_checkpoint`` is called (rank 0) after each checkpoint is written (see :mod:`genbench.rundir`)."""
     t_start = time.time()
     rt = Runtime.create(cfg.train)
     torch.manual_seed(cfg.seed)
@@ -50,7 +53,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
     if resume:
         resume_from_last(state, run_dir / "checkpoints", rt)
     flags = NonFinite(tuple(cfg.players()), rt.device, state.skipped)
-    monitor = Monitor(cfg, run_dir, rt, state, data, budget, flags, progress, resumed=resume)
+    monitor = Monitor(cfg, run_dir, rt, state, data, budget, flags, progress, resumed=resume,
+                      on_checkpoint=on_checkpoint)
     step = TrainStep(state, Batches(data, state, cfg.data.hflip, rt.shard), trained,
                      rt.autocast(cfg.train.precision), flags,
                      after_update=(lambda: monitor.check_flags(state)) if monitor.check_every_step else None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,9 +40,11 @@ class _NoLogger:
 
 class Monitor:
     def __init__(self, cfg: RunConfig, run_dir: Path, rt: Runtime, state: TrainState, data: InMemoryData,
-                 budget: Budget, flags: NonFinite, progress: bool, resumed: bool):
+                 budget: Budget, flags: NonFinite, progress: bool, resumed: bool,
+                 on_checkpoint: Callable[[], None] | None = None):
         self.cfg, self.tcfg, self.run_dir, self.rt, self.budget, self.flags = cfg, cfg.train, run_dir, rt, budget, flags
         self.ckpt_dir = run_dir / "checkpoints"
+        self.on_checkpoint = on_checkpoint
         self.n_data = len(data)
         self.grid_seeds = list(range(self.tcfg.grid_seed, self.tcfg.grid_seed + self.tcfg.grid_n))
         self.real_points = data.x[:2000].float().cpu() if data.kind == "points" else None
@@ -174,8 +177,11 @@ class Monitor:
             dist.barrier()
             return None
         try:
-            return save_checkpoint(state.state_dict(rng_ranks), self.ckpt_dir, state.step, self.tcfg.keep_last,
+            path = save_checkpoint(state.state_dict(rng_ranks), self.ckpt_dir, state.step, self.tcfg.keep_last,
                                    self.tcfg.keep_every)
+            if self.on_checkpoint is not None:
+                self.on_checkpoint()
+            return path
         finally:
             dist.barrier()
 
