@@ -168,3 +168,19 @@ def test_sigterm_during_a_checkpoint_write_leaves_no_temp_file(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "terminated" in err, err
     assert not out.exists() or not list(out.rglob("*.tmp")), list(out.rglob("*"))
+
+
+def test_sample_overwrite_replaces_only_genbench_outputs(run, tmp_path, capsys):
+    from PIL import Image
+
+    stem = tmp_path / "pics" / "s"
+    stem.parent.mkdir()
+    Image.new("RGB", (4, 4)).save(f"{stem}.png")           # a user's picture under the same name
+    refused(["sample", str(run), "-n", "4", "-o", str(stem), "--overwrite"], capsys, tmp_path,
+            "refusing to overwrite", "s.png", "genbench did not write it")
+    Path(f"{stem}.png").unlink()
+    _ok(["sample", str(run), "-n", "4", "-o", str(stem)], capsys)
+    first = Path(f"{stem}.npz").read_bytes()
+    _ok(["sample", str(run), "-n", "4", "-o", str(stem), "--overwrite", "--seed", "7"], capsys)
+    assert Path(f"{stem}.npz").read_bytes() != first
+    assert sorted(p.name for p in stem.parent.iterdir()) == ["s.npz", "s.png"]

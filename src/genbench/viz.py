@@ -7,10 +7,32 @@ from pathlib import Path
 
 from torch import Tensor
 
+SOFTWARE = "genbench"   # the PNG tEXt "Software" of every picture genbench writes
+
+
+def written_by_genbench(path: Path) -> bool:
+    """Whether ``path`` is a sample file genbench wrote: a PNG carrying its Software tag, or an
+    .npz holding its ``samples`` and ``seeds`` arrays."""
+    import zipfile
+
+    try:
+        if path.suffix == ".png":
+            from PIL import Image
+
+            with Image.open(path) as img:
+                return img.format == "PNG" and img.text.get("Software", "").startswith(SOFTWARE)
+        if path.suffix == ".npz":
+            with zipfile.ZipFile(path) as z:
+                return {"samples.npy", "seeds.npy"} <= set(z.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+    return False
+
 
 def save_image_grid(x: Tensor, path: Path, nrow: int | None = None) -> None:
     """Save a batch in model range [-1, 1] as one PNG grid."""
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
     from torchvision.utils import make_grid
 
     from genbench.data.transforms import to_uint8
@@ -18,7 +40,9 @@ def save_image_grid(x: Tensor, path: Path, nrow: int | None = None) -> None:
     nrow = nrow or max(1, int(math.ceil(math.sqrt(len(x)))))
     grid = make_grid(to_uint8(x.cpu()), nrow=nrow, padding=2, pad_value=255)
     arr = grid.permute(1, 2, 0).numpy()
-    Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr).save(path)
+    info = PngInfo()
+    info.add_text("Software", SOFTWARE)   # what lets --overwrite tell genbench's pictures from a user's
+    Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr).save(path, pnginfo=info)
 
 
 def save_points_plot(points: Tensor, path: Path, real: Tensor | None = None, title: str = "") -> None:
@@ -39,5 +63,5 @@ def save_points_plot(points: Tensor, path: Path, real: Tensor | None = None, tit
     ax.set_aspect("equal")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, metadata={"Software": SOFTWARE})
     plt.close(fig)
