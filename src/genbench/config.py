@@ -12,13 +12,45 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from genbench.errors import GenbenchError
+from genbench.limits import CONFIG_FILE_BYTES, YAML_NODES, YamlTooLarge, load_yaml, read_bytes
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+# every seed (config and command line) lies in 0..2^63-1: torch seeds its generators with 64 bits and
+# genbench's per-sample streams take seeds modulo 2^63, so a larger one would repeat another's samples
+SEED_MAX = 2**63 - 1
+
+
+def _seed(value: int) -> int:
+    if not 0 <= value <= SEED_MAX:
+        raise ValueError(f"a seed must lie in 0..2^63-1 (0..{SEED_MAX})")
+    return value
+
+
+Seed = Annotated[int, AfterValidator(_seed)]
+
+
+def unknown_user(path: str) -> str | None:
+    """The user of a ``~user/...`` path that has no home directory here (None when the path is fine)."""
+    import os
+
+    if path.startswith("~") and os.path.expanduser(path) == path:
+        return path[1:].split("/", 1)[0] or "(the current user)"
+    return None
 
 
 # ----------------------------------------------------------------------------- data
@@ -44,6 +76,15 @@ class DataConfig(_Strict):
     limit: int | None = Field(None, ge=1)    # keep only the first N items (quick runs, tests)
     n_points: int = Field(100_000, ge=16)    # 2-D and stacked sets: size of the fixed generated set
     std: float | None = Field(None, gt=0)    # 2-D sets: per-mode std (default: ring 0.02, grid 0.05)
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, root: str | None) -> str | None:
+        if root is not None and not root.strip():
+            raise ValueError("must be a non-empty path (or left out to search the usual places)")
+        if root is not None and (user := unknown_user(root)):
+            raise ValueError(f"'{root}' names the home of user '{user}', who is unknown here; write the full path")
+        return root
 
 
 # ----------------------------------------------------------------------------- networks
@@ -125,8 +166,10 @@ FlowSolver = Literal["ddim", "euler", "heun", "midpoint", "rk4", "heun_ve", "kar
 
 
 def solvers_for(kind: str) -> tuple[str, ...]:
-    """The solvers a method can sample with (a GAN has none: one generator pass)."""
-    return {"gan": (), "diffusion": get_args(DiffusionSolver), "flow": get_args(FlowSolver)}[kind]
+    """The solvers a method can sample with (a GAN has none: one generator pass; EDM's VE path, like
+    flow's, has no DDPM steps for ancestral sampling)."""
+    return {"gan": (), "diffusion": get_args(DiffusionSolver), "flow": get_args(FlowSolver),
+            "edm": get_args(FlowSolver)}[kind]
 
 
 
@@ -162,11 +205,35 @@ class FlowConfig(_Strict):
     nfe: int | None = Field(100, ge=1)
 
 
-MethodConfig = Annotated[Union[GANConfig, DiffusionConfig, FlowConfig], Field(discriminator="kind")]
+class EDMConfig(_Strict):
+    """EDM diffusion (Karras et al. 2022): Table 1's preconditioning, log-normal noise levels
+    (P_mean, P_std), sampled on the VE path sigma in [sigma_min, sigma_max] (default: Heun, 35 NFE)."""
+
+    kind: Literal["edm"] = "edm"
+    sigma_data: float = Field(0.5, gt=0)      # the data's standard deviation (0.5 for CIFAR-10 in [-1, 1])
+    sigma_min: float = Field(0.002, gt=0)
+    sigma_max: float = Field(80.0, gt=0)
+    P_mean: float = -1.2                      # ln sigma ~ N(P_mean, P_std^2) in training
+    P_std: float = Field(1.2, gt=0)
+    solver: FlowSolver = "heun_ve"            # EDM's Algorithm 1 on the Karras grid (rho = 7)
+    nfe: int | None = Field(35, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> EDMConfig:
+        if self.sigma_max <= self.sigma_min:
+            raise ValueError("sigma_max must be larger than sigma_min")
+        return self
+
+
+MethodConfig = Annotated[Union[GANConfig, DiffusionConfig, FlowConfig, EDMConfig], Field(discriminator="kind")]
 
 # The networks each method trains, each with its own optimiser: the one definition, read by RunConfig (the
 # keys of nets/optim) and by each method class in genbench.methods (its ``players``).
-PLAYERS: dict[str, tuple[str, ...]] = {"gan": ("G", "D"), "diffusion": ("model",), "flow": ("model",)}
+PLAYERS: dict[str, tuple[str, ...]] = {"gan": ("G", "D"), "diffusion": ("model",), "flow": ("model",),
+                                       "edm": ("model",)}
+
+# The family each method belongs to in a comparison (EDM is a diffusion recipe, beside DDPM's).
+FAMILY_OF: dict[str, str] = {"gan": "gan", "diffusion": "diffusion", "edm": "diffusion", "flow": "flow"}
 
 # ----------------------------------------------------------------------------- optimisation
 
@@ -187,6 +254,13 @@ class OptimConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float | None = Field(None, gt=0)   # max global grad norm
     schedule: LRScheduleConfig = LRScheduleConfig()
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError("each of betas must be in [0, 1), e.g. [0.9, 0.999]")
+        return betas
 
 
 # ----------------------------------------------------------------------------- training
@@ -236,7 +310,7 @@ class TrainConfig(_Strict):
     log_every: int = Field(50, ge=1)
     sample_every: int = Field(1000, ge=1)     # steps between fixed-seed sample grids
     grid_n: int = Field(64, ge=1)
-    grid_seed: int = 0
+    grid_seed: Seed = 0
     nonfinite: Literal["stop", "skip"] = "stop"
     divergence_window: int = Field(10, ge=0)       # GAN: log lines with D loss below the threshold (0: off)
     divergence_threshold: float = Field(0.01, gt=0)  # GAN: mean D loss counted as "pinned at 0"
@@ -259,13 +333,21 @@ class SampleConfig(_Strict):
 
 class RunConfig(_Strict):
     name: str = "run"
-    seed: int = 0
+    seed: Seed = 0
     data: DataConfig = DataConfig()
     method: MethodConfig = DiffusionConfig()
     nets: dict[str, NetConfig] = {"model": UNetConfig()}
     optim: dict[str, OptimConfig] = {"model": OptimConfig()}
     train: TrainConfig = TrainConfig()
     sample: SampleConfig = SampleConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+            raise ValueError("run names are names, not paths; use letters, digits, '-' and '_', "
+                             "and --out DIR to choose where the run goes")
+        return name
 
     @model_validator(mode="after")
     def _players(self) -> RunConfig:
@@ -327,9 +409,12 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
         if not sep or not key.strip():
             raise GenbenchError(f"override '{item}' is not key=value", "write e.g. train.batch_size=64")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
+        except YamlTooLarge as err:
+            raise GenbenchError(f"override '{item[:60]}{'...' if len(item) > 60 else ''}' is refused: {err}",
+                                f"give the value without aliases; {YAML_NODES.raise_hint()}") from None
         if isinstance(value, str):
             try:  # YAML 1.1 reads "1e-3" as a string; numbers written so are meant as numbers
                 value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "+inf") else value
@@ -379,7 +464,7 @@ def validation_message(err: ValidationError, source: str) -> str:
         return f"{source}: unknown key '{dotted}'; valid keys here: {', '.join(valid)}"
     if first["type"] == "union_tag_invalid":
         return f"{source}: '{dotted}': {first['msg']}"
-    msg = first["msg"]
+    msg = first["msg"].removeprefix("Value error, ")   # pydantic's prefix for our own checks
     got = first.get("input")
     shown = "" if isinstance(got, dict) else f" (got {got!r})"
     where = f"'{dotted}': " if dotted else ""
@@ -397,16 +482,23 @@ def build_config(tree: dict, source: str = "config") -> RunConfig:
 
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise GenbenchError(
             f"config file '{path}' not found", "give a YAML file, e.g. configs/fmnist/ddpm.yaml"
         )
     try:
-        tree = yaml.safe_load(path.read_text())
+        tree = load_yaml(read_bytes(path, CONFIG_FILE_BYTES, "config file", "give a YAML config file").decode("utf-8"))
+    except YamlTooLarge as err:
+        raise GenbenchError(f"config file '{path}' is refused: {err}",
+                            f"write the values out without aliases; {YAML_NODES.raise_hint()}") from None
+    except UnicodeDecodeError as err:
+        raise GenbenchError(f"config file '{path}' is not text: byte {err.start} is not UTF-8 (a binary or "
+                            "damaged file)", "give a YAML text file; restore a run's config.yaml from a copy") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise GenbenchError(f"config file '{path}' is not valid YAML{where}", "fix the YAML syntax") from None
+        raise GenbenchError(f"config file '{path}' is not valid YAML{where}",
+                            "fix the YAML syntax (restore a run's config.yaml from a copy)") from None
     if tree is None:
         tree = {}
     if not isinstance(tree, dict):

@@ -92,10 +92,13 @@ def cuda_device() -> torch.device:
     return torch.device("cuda", local_rank())
 
 
-def pick_device(name: str) -> torch.device:
-    """``auto``, ``cpu`` or ``cuda`` as a device; ``cuda`` under torchrun is this process's own GPU."""
+def pick_device(name: str, knob: str = "train.device") -> torch.device:
+    """``auto``, ``cpu`` or ``cuda`` as a device; ``cuda`` under torchrun is this process's own GPU.
+    ``knob`` is the setting the user gave it with (``train.device`` or ``--device``), named in errors."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise GenbenchError("train.device=cuda but no CUDA device is available", "use train.device=auto or cpu")
+        sep = " " if knob.startswith("-") else "="
+        raise GenbenchError(f"{knob}{sep}cuda but no CUDA device is available",
+                            f"use {knob}{sep}auto or {knob}{sep}cpu")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":   # under torchrun: cuda:LOCAL_RANK

@@ -9,18 +9,19 @@ device. The floor is the same metrics between real held-out data and the referen
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from pathlib import Path
 
 from genbench import dist
 from genbench.errors import GenbenchError
-from genbench.files import environment, write_json
+from genbench.files import environment, read_json, write_json
+from genbench.limits import check_sample_count, check_sample_memory
 from genbench.metrics.extractors import STACKED
 from genbench.metrics.protocol import EXTRACTOR_METRICS, FID_REFERENCE_N, ImageProtocol, PointProtocol
 from genbench.run import load_run
 from genbench.sampling import (
     DOPRI5_TOL,
+    check_seeds,
     generate_sharded,
     resolve_batch_size,
     resolve_solver,
@@ -30,6 +31,23 @@ from genbench.sampling import (
 from genbench.solvers import allowed_nfe
 
 IMAGE_METRICS = ("fid", "kid", "is", "prdc", "modes", "speed")
+# what a reused evaluation must hold (format_record and nfe_sweep read these)
+RECORD_KEYS = {"run": str, "checkpoint": dict, "weights": str, "sampling": dict, "metrics": dict, "warnings": list}
+EVAL_FIX = "delete the damaged file: the evaluation is then made again (or add --overwrite)"
+
+
+def read_eval_record(path: Path) -> dict:
+    """An existing evaluation JSON, refused in one line (naming the file) if damaged or foreign."""
+    record = read_json(path, EVAL_FIX, "evaluation")
+    bad = [k for k, kind in RECORD_KEYS.items() if not isinstance(record.get(k), kind)]
+    sampling = record.get("sampling") if isinstance(record.get("sampling"), dict) else {}
+    bad += [f"sampling.{k}" for k in ("n", "nfe", "images_per_s", "solver") if k not in sampling]
+    checkpoint = record.get("checkpoint") if isinstance(record.get("checkpoint"), dict) else {}
+    bad += ["floor"] * ("floor" not in record) + ["checkpoint.step"] * ("step" not in checkpoint)
+    if bad or "genbench_eval" not in record:
+        raise GenbenchError(f"evaluation {path} is damaged or not a genbench evaluation (missing or wrong: "
+                            f"{', '.join(bad) or 'genbench_eval'})", EVAL_FIX)
+    return record
 POINT_METRICS = ("modes", "prdc", "speed")
 
 
@@ -40,6 +58,9 @@ def parse_metrics(text: str | None, data_kind: str, stacked: bool) -> list[str]:
             else ["modes", "prdc"]
         return default
     chosen = [m.strip() for m in text.split(",") if m.strip()]
+    if not chosen:
+        raise GenbenchError(f"--metrics {text!r} names no metric", f"give a comma list from {', '.join(valid)}, "
+                            "or leave --metrics out for the default")
     bad = [m for m in chosen if m not in valid]
     if bad:
         raise GenbenchError(f"unknown or inapplicable metric(s) {bad} for {data_kind} data",
@@ -76,6 +97,10 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
     chosen = parse_metrics(metrics, loaded.data_kind, stacked)
     if n < 2:
         raise GenbenchError(f"-n must be at least 2 (got {n})", "use e.g. -n 10000")
+    check_sample_count(n)
+    check_seeds(seed, n)
+    # images: Inception's 2048 features and 1008 logits per sample, in float32 (12 KiB)
+    check_sample_memory(n, loaded.data_shape, per_sample_extra=12 * 1024 if loaded.data_kind == "image" else 0)
     solver, nfe_req = resolve_solver(cfg, solver, nfe)
     opts = solver_options(solver, tol)
     batch_size = resolve_batch_size(batch_size, loaded.device)   # recorded as used
@@ -94,9 +119,10 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
     # rank 0's file system decides, so that all ranks stop, or go on to sample, together
     if dist.broadcast_object(out.exists()) and not overwrite:
         if reuse:
-            return out, json.loads(out.read_text()) if dist.is_main() else {}
+            return out, read_eval_record(out) if dist.is_main() else {}
         raise GenbenchError(f"{out} already exists", "add --overwrite, or change -n/--seed/--solver")
 
+    info = read_json(run_dir / "run.json", RUN_JSON_FIX) if (run_dir / "run.json").exists() else {}
     nets = loaded.sampling_nets(use_ema)
     t0 = time.perf_counter()
     # under torchrun the seeds are shared out and the samples gathered: rank 0 alone scores
@@ -123,7 +149,6 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
         from genbench.metrics.speed import measure_speed
 
         speed = measure_speed(loaded.method, nets, loaded.latent_shape, loaded.device, solver, nfe_req)
-    info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     record = {
         "genbench_eval": 1,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -167,6 +192,21 @@ def format_record(record: dict) -> str:
     return "\n".join(lines)
 
 
+RUN_JSON_FIX = ("restore it from a copy, or delete it: run.json only records the run's provenance and "
+                "status, the checkpoints are intact")
+SWEEP_FIX = "delete the damaged file: the sweep's points are reused from eval/*.json and the curve written again"
+
+
+def _read_sweep(path: Path) -> dict:
+    """An existing NFE-sweep JSON, refused in one line (naming the file) if damaged."""
+    record = read_json(path, SWEEP_FIX, "NFE sweep")
+    curves = record.get("curves")
+    if not (isinstance(curves, dict) and all(isinstance(v, list) and all(isinstance(p, dict) and "nfe" in p for p in v)
+                                             for v in curves.values())):
+        raise GenbenchError(f"NFE sweep {path} is damaged: no 'curves' of points with an 'nfe'", SWEEP_FIX)
+    return record
+
+
 SWEEP_NFE = (1, 2, 4, 8, 10, 16, 20, 32, 50, 100, 250, 1000)
 
 
@@ -183,6 +223,8 @@ def nfe_sweep(run_dir: Path, solvers: list[str], nfes: tuple[int, ...] = SWEEP_N
     which alone writes and returns the curve; the other ranks get ``(path, {})``.
     """
     run_dir = Path(run_dir)
+    if not nfes or any(k < 1 for k in nfes):
+        raise GenbenchError(f"NFE counts must each be at least 1 (got {list(nfes)})", "e.g. --nfe-list 2,4,8,16")
     curves: dict[str, list[dict]] = {}
     for solver in solvers:
         points = []
@@ -199,7 +241,7 @@ def nfe_sweep(run_dir: Path, solvers: list[str], nfes: tuple[int, ...] = SWEEP_N
     out = run_dir / "eval" / f"sweep-n{n}-seed{seed}.json"
     if not dist.is_main():
         return out, {}
-    merged = json.loads(out.read_text())["curves"] if out.exists() else {}
+    merged = _read_sweep(out)["curves"] if out.exists() else {}
     for key, points in curves.items():  # a later sweep adds NFE counts to a curve, replacing equal ones
         by_nfe = {p["nfe"]: p for p in merged.get(key, [])} | {p["nfe"]: p for p in points}
         merged[key] = [by_nfe[k] for k in sorted(by_nfe)]

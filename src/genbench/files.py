@@ -68,9 +68,12 @@ def read_json(path: Path, fix: str, what: str = "") -> dict:
     """A JSON object from ``path``; a missing, undecodable or damaged file is refused in one line
     naming the file, what is wrong with it and ``fix``."""
     from genbench.errors import GenbenchError
+    from genbench.limits import JSON_FILE_BYTES, check_file
 
     path = Path(path)
     name = f"{what} {path}" if what else str(path)
+    if path.exists():   # not a device or FIFO, and not larger than any real one (genbench.limits)
+        check_file(path, JSON_FILE_BYTES, what or "JSON file", fix)
     try:
         text = path.read_bytes().decode("utf-8")
         record = json.loads(text)

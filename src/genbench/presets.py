@@ -19,7 +19,7 @@ STUDY_ROOTS = tuple(root / "study" for root in CONFIG_ROOTS)
 def _find(name: str, roots: tuple[Path, ...], suffixes: tuple[str, ...]) -> Path | None:
     """``name`` as a file, else the first ``<root>/<name><suffix>`` that is one."""
     path = Path(name)
-    if path.is_file():
+    if path.exists() and not path.is_dir():   # a device or FIFO too: read_yaml refuses it in one line
         return path
     for root in roots:
         for suffix in suffixes:

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from genbench.errors import GenbenchError
+from genbench.files import atomic_savez
+from genbench.limits import check_sample_count, check_sample_memory
 from genbench.run import load_run
-from genbench.sampling import generate_sharded, resolve_solver, solver_options, tol_tag
-from genbench.viz import save_image_grid, save_points_plot
+from genbench.sampling import check_seeds, generate_sharded, resolve_solver, solver_options, tol_tag
+from genbench.viz import save_image_grid, save_points_plot, written_by_genbench
 
 
 def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, use_ema: bool = True,
@@ -21,7 +23,10 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, 
     bad = [f for f in formats if f not in ("png", "npz")]
     if bad or not formats:
         raise GenbenchError(f"unknown output format {bad or formats}", "use --format png, npz or png,npz")
+    check_sample_count(n)
+    check_seeds(seed, n)
     loaded = load_run(run, checkpoint, device)
+    check_sample_memory(n, loaded.data_shape)
     solver, nfe = resolve_solver(loaded.cfg, solver, nfe)
     opts = solver_options(solver, tol)
     stem = out or run / "samples" / (
@@ -31,6 +36,10 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, 
     existing = [p for p in paths if p.exists()]
     if existing and not overwrite:
         raise GenbenchError(f"{existing[0]} already exists", "add --overwrite, or choose another -o/--seed")
+    foreign = [p for p in existing if not written_by_genbench(p)]
+    if foreign:   # --overwrite replaces genbench's own outputs only
+        raise GenbenchError(f"refusing to overwrite {foreign[0]}: genbench did not write it",
+                            "choose another -o; --overwrite only replaces what genbench made")
     try:
         stem.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -51,8 +60,8 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, 
             from genbench.data.transforms import to_uint8
 
             arr = x.numpy() if loaded.data_kind == "points" else to_uint8(x).permute(0, 2, 3, 1).numpy()
-            tmp = path.with_name(path.name + ".tmp.npz")
-            np.savez(tmp, samples=arr, seeds=np.asarray(seeds), nfe=nfe, step=loaded.step)
-            tmp.replace(path)
+            # plain arrays only (np.load reads them without allow_pickle); a GAN's NFE is 1
+            atomic_savez(path, samples=arr, seeds=np.asarray(seeds, dtype=np.int64),
+                         nfe=np.asarray(1 if nfe is None else nfe), step=np.int64(loaded.step))
     return paths
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from genbench import dist
-from genbench.config import solvers_for
+from genbench.config import SEED_MAX, solvers_for
 from genbench.errors import GenbenchError
 from genbench.randomness import SeededNoise
 from genbench.solvers import NFE_RULES, allowed_nfe
@@ -123,6 +123,8 @@ def resolve_solver(cfg, solver: str | None, nfe: int | None) -> tuple[str | None
     method's own; checked against what the method and the solver allow."""
     kind = cfg.method.kind
     valid = solvers_for(kind)
+    if nfe is not None and nfe < 1:
+        raise GenbenchError(f"--nfe must be at least 1 (got {nfe})", "e.g. --nfe 50, or leave it out for the run's own")
     if kind == "gan":
         if solver not in (None, "default", "generator") or nfe not in (None, 1):
             raise GenbenchError("a GAN samples in one generator pass (NFE 1): it takes no --solver or --nfe",
@@ -143,6 +145,14 @@ def resolve_solver(cfg, solver: str | None, nfe: int | None) -> tuple[str | None
         raise GenbenchError(f"solver '{solver}' cannot make exactly {nfe} network evaluations: "
                             f"{NFE_RULES[solver].describe(nfe)}", "choose an allowed --nfe")
     return solver, nfe
+
+
+def check_seeds(seed: int, n: int) -> None:
+    """Refuse the seeds ``seed .. seed+n-1`` unless all lie in 0..2^63-1 (a larger one would wrap
+    and repeat another seed's samples)."""
+    if seed < 0 or seed + n - 1 > SEED_MAX:
+        raise GenbenchError(f"--seed {seed} with -n {n} gives seeds outside 0..2^63-1 (0..{SEED_MAX})",
+                            f"choose --seed between 0 and {SEED_MAX - n + 1}")
 
 
 DOPRI5_TOL = 1e-5  # sample_dopri5's default rtol = atol

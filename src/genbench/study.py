@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from genbench.config import BudgetConfig
+from genbench.config import BudgetConfig, Seed
 from genbench.errors import GenbenchError
 from genbench.presets import resolve_config, resolve_study
 
@@ -47,7 +47,7 @@ class StudyBudget(BudgetConfig):
 
 class StudyEval(_Strict):
     n: int = Field(2000, ge=2)
-    seed: int = 0
+    seed: Seed = 0   # 0..2^63-1, as a run's seed
     metrics: str | None = None            # None: fid,kid,is,prdc,speed for images; modes,prdc,speed for 2-D
     batch_size: int | None = Field(None, ge=1)   # None: 64 on the CPU, 256 on a GPU
     nfe: dict[Family, int] = Field(default_factory=dict)        # per family; default: the run's own

@@ -32,11 +32,13 @@ from torch import Tensor
 from genbench.data.base import InMemoryData
 from genbench.data.sources import Source, SourceFile
 from genbench.errors import GenbenchError
+from genbench.limits import CIFAR_ARCHIVE_BYTES, CIFAR_BATCH_BYTES, check_file, read_bytes, show_bytes
 
 CIFAR_DIRNAME = "cifar-10-batches-py"
 CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST_BATCHES = ("test_batch",)
 CIFAR_META = "batches.meta"
+_OFFICIAL = "use the official cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html)"
 
 
 def _numpy_attr(name: str, candidates: tuple[str, ...]) -> Any:
@@ -109,21 +111,21 @@ def _read_members(source: Path, names: list[str]) -> dict[str, bytes]:
     if source.is_dir():
         out = {}
         for name in names:
-            path = source / name
-            try:
-                out[name] = path.read_bytes()
-            except OSError as err:
-                raise GenbenchError(
-                    f"cannot read '{path}': {err.strerror or err}",
-                    "re-extract cifar-10-python.tar.gz, or point data.root at the tar.gz itself",
-                ) from None
+            out[name] = read_bytes(source / name, CIFAR_BATCH_BYTES, "CIFAR-10 batch file",
+                                   "re-extract cifar-10-python.tar.gz, or point data.root at the tar.gz itself")
         return out
+    check_file(source, CIFAR_ARCHIVE_BYTES, "CIFAR-10 archive", _OFFICIAL)
     out = {}
     try:
         with tarfile.open(source, "r:*") as tar:
             # members are read as they stream past; nothing is extracted to disk
             for member in tar:
                 base = member.name.rsplit("/", 1)[-1]
+                if member.size > CIFAR_BATCH_BYTES.value:   # refused before it is decompressed, even to skip it
+                    raise GenbenchError(
+                        f"'{source}' holds '{member.name}' of {show_bytes(member.size)}, above the limit of "
+                        f"{CIFAR_BATCH_BYTES.show()} for one member ({CIFAR_BATCH_BYTES.reason})",
+                        f"{_OFFICIAL}; {CIFAR_BATCH_BYTES.raise_hint()}")
                 if member.isfile() and base in names and base not in out:
                     handle = tar.extractfile(member)
                     if handle is not None:
@@ -149,7 +151,16 @@ def _decode_batch(obj: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
             "use the official cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html)",
         )
     data = np.asarray(obj[b"data"])
-    labels = np.asarray(obj[b"labels"], dtype=np.int64)
+    try:
+        labels = np.asarray(obj[b"labels"])
+    except (ValueError, TypeError):   # ragged or otherwise not an array
+        labels = np.asarray([], dtype=object)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or (labels.size and not 0 <= labels.min() <= labels.max() <= 9):
+        raise GenbenchError(
+            f"'{what}': b'labels' must be a list of whole numbers in 0..9 (got {labels.dtype} {labels.shape})",
+            "use the official cifar-10-python.tar.gz",
+        )
+    labels = labels.astype(np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise GenbenchError(
             f"'{what}': b'data' is {data.dtype} {data.shape}, expected uint8 N x 3072",

@@ -9,6 +9,7 @@ If every image lives in a first-level sub-folder, the sub-folder names become cl
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from genbench.data.base import InMemoryData
 from genbench.errors import GenbenchError
+from genbench.limits import DATASET_BYTES, FOLDER_IMAGES, IMAGE_PIXELS, check_count, check_memory, show_bytes
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -27,11 +29,28 @@ def list_images(root: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
+_PIXELS_FIX = ("shrink the image or move it out of the data folder; "
+               f"{IMAGE_PIXELS.raise_hint()} (PIL's own limit: Image.MAX_IMAGE_PIXELS)")
+
+
+def check_image_pixels(path: Path, width: int, height: int) -> None:
+    """Refuse an image whose header declares more than :data:`genbench.limits.IMAGE_PIXELS` pixels."""
+    if width * height > IMAGE_PIXELS.value:
+        raise GenbenchError(f"image '{path}' is {width}x{height} = {width * height:,} pixels, above the limit of "
+                            f"{IMAGE_PIXELS.show()} for one image ({IMAGE_PIXELS.reason})", _PIXELS_FIX)
+
+
 def _load_one(path: Path, size: int, mode: str) -> np.ndarray:
     try:
-        with Image.open(path) as img:
-            img.load()   # decode now, so a truncated file fails here and is named
-            img = img.convert(mode)
+        with warnings.catch_warnings():
+            # PIL warns above IMAGE_PIXELS and raises at twice that; both are refused in one line here
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                check_image_pixels(path, *img.size)   # the header's size, before decoding
+                img.load()   # decode now, so a truncated file fails here and is named
+                img = img.convert(mode)
+    except Image.DecompressionBombError as err:   # PIL's own limit, met before ours can be checked
+        raise GenbenchError(f"image '{path}' is refused: {err}", _PIXELS_FIX) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise GenbenchError(
             f"cannot read image '{path}' ({type(err).__name__}: {err})",
@@ -69,6 +88,7 @@ def load_folder(root: str | Path | None, img_size: int | None, channels: int) ->
             "put PNG or JPEG images in it (sub-folders are searched too)",
         )
     mode = "RGB" if channels == 3 else "L"
+    _check_size(root, len(files), channels, img_size)
     x = np.empty((len(files), channels, img_size, img_size), dtype=np.uint8)
     for i, path in enumerate(files):
         x[i] = _load_one(path, img_size, mode)
@@ -82,6 +102,18 @@ def load_folder(root: str | Path | None, img_size: int | None, channels: int) ->
         source=str(root),
         verified=False,
     )
+
+
+def _check_size(root: Path, n: int, channels: int, img_size: int) -> None:
+    """Refuse a folder whose images, once resized, would not fit the limits or the memory available."""
+    fix = "use fewer images or a smaller data.img_size"
+    check_count(n, FOLDER_IMAGES, f"image folder '{root}'", fix)
+    need = n * channels * img_size * img_size
+    what = f"image folder '{root}' ({n:,} images of {channels}x{img_size}x{img_size})"
+    if need > DATASET_BYTES.value:
+        raise GenbenchError(f"{what} would hold {show_bytes(need)} in memory, above the limit of "
+                            f"{DATASET_BYTES.show()} ({DATASET_BYTES.reason})", f"{fix}; {DATASET_BYTES.raise_hint()}")
+    check_memory(need, what, fix)
 
 
 def _labels(root: Path, files: list[Path]) -> tuple[torch.Tensor | None, list[str] | None]:

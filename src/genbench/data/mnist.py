@@ -21,12 +21,13 @@ from pathlib import Path
 from genbench.data.base import InMemoryData
 from genbench.data.idx import read_idx_pair
 from genbench.data.sources import Source, SourceFile
+from genbench.errors import GenbenchError
 
 
 def idx_file(folder: Path, filename: str) -> Path | None:
     """``folder/filename`` (the .gz) or its decompressed twin, whichever exists (gz first)."""
     for candidate in (folder / filename, folder / filename.removesuffix(".gz")):
-        if candidate.is_file():
+        if candidate.exists() and not candidate.is_dir():   # read_idx refuses a device or FIFO
             return candidate
     return None
 
@@ -52,7 +53,20 @@ class IdxSource(Source):
         verified = all(
             _official(path, sha, info) for path, sha, info in ((img_path, img_sha, img_info), (lab_path, lab_sha, lab_info))
         )
+        if not verified:   # files of the other set (Fashion-MNIST given as MNIST, or back) are refused
+            self._check_not_other(img_path, img_sha, lab_path, lab_sha, split)
         return InMemoryData(x, y, "image", self.name, list(self.class_names), str(where), verified=verified)
+
+    def _check_not_other(self, img_path: Path, img_sha: str, lab_path: Path, lab_sha: str, split: str) -> None:
+        for other in IDX_SOURCES:
+            if other.name == self.name:
+                continue
+            for path, sha, role in ((img_path, img_sha, "images"), (lab_path, lab_sha, "labels")):
+                if _official(path, sha, other.files[f"{split}_{role}"]):
+                    raise GenbenchError(
+                        f"data.name={self.name}, but {path} is the official {other.name} {split} {role} file "
+                        f"(its checksum matches {other.name}'s, not {self.name}'s)",
+                        f"set data.name={other.name}, or point data.root/--data-dir at the {self.name} files")
 
 
 def _official(path: Path, decoded_sha256: str, info: SourceFile) -> bool:
@@ -109,3 +123,6 @@ MNIST = IdxSource(
     class_names=tuple(str(d) for d in range(10)),
     debian_name="mnist",
 )
+
+# the IDX datasets, each checked against the others' official checksums (a set given under the wrong name)
+IDX_SOURCES = (FASHION_MNIST, MNIST)

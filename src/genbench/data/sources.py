@@ -36,6 +36,9 @@ def places(name: str, root: str | Path | None = None, debian_name: str | None = 
     out = [(Path(root).expanduser(), True)] if root is not None else []
     env = os.environ.get("GENBENCH_DATA")
     if env:
+        if env.startswith("~") and os.path.expanduser(env) == env:
+            raise GenbenchError(f"$GENBENCH_DATA={env} names the home of a user unknown here",
+                                "set GENBENCH_DATA to the full path")
         out += [(Path(env).expanduser() / name, True), (Path(env).expanduser(), False)]
     if debian_name:
         out.append((SYSTEM_DATASETS_DIR / debian_name, False))

@@ -1,4 +1,4 @@
-"""The three families, each a small object: ``loss(nets, player, x, y)`` and ``sample(nets, x_init)``.
+"""The families (GAN, DDPM and EDM diffusion, flow matching), each a small object: ``loss(nets, player, x, y)`` and ``sample(nets, x_init)``.
 
 A method names its ``players`` (networks with their own optimiser; read from
 :data:`genbench.config.PLAYERS`, the one definition), the ``updates`` made per training step (e.g.
@@ -8,18 +8,19 @@ loop knows nothing else about it. :data:`METHODS` maps each ``method.kind`` to i
 
 from __future__ import annotations
 
-from genbench.config import DiffusionConfig, FlowConfig, GANConfig
+from genbench.config import DiffusionConfig, EDMConfig, FlowConfig, GANConfig
 from genbench.methods.diffusion import Diffusion
+from genbench.methods.edm import EDM
 from genbench.methods.flow import Flow
 from genbench.methods.gan import GAN
 
-Method = GAN | Diffusion | Flow
+Method = GAN | Diffusion | Flow | EDM
 
-METHODS: dict[str, type[Method]] = {"gan": GAN, "diffusion": Diffusion, "flow": Flow}
+METHODS: dict[str, type[Method]] = {"gan": GAN, "diffusion": Diffusion, "flow": Flow, "edm": EDM}
 
 
-def build_method(cfg: GANConfig | DiffusionConfig | FlowConfig) -> Method:
+def build_method(cfg: GANConfig | DiffusionConfig | FlowConfig | EDMConfig) -> Method:
     return METHODS[cfg.kind](cfg)
 
 
-__all__ = ["GAN", "METHODS", "Diffusion", "Flow", "Method", "build_method"]
+__all__ = ["EDM", "GAN", "METHODS", "Diffusion", "Flow", "Method", "build_method"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from genbench.paths import Prediction, to_x0_eps
+from genbench.paths import Prediction, broadcast, to_x0_eps
 
 
 class ModelFn:
@@ -26,3 +26,37 @@ class ModelFn:
 def per_sample_mse(pred: Tensor, target: Tensor) -> Tensor:
     """Mean squared error per sample, in float32 even under bf16 autocast."""
     return (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+
+
+def edm_precond(sigma: Tensor, sigma_data: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """c_skip, c_out, c_in, c_noise of Karras et al. 2022, Table 1 ("EDM" column), per sample."""
+    var = sigma**2 + sigma_data**2
+    return sigma_data**2 / var, sigma * sigma_data / var.sqrt(), 1 / var.sqrt(), sigma.log() / 4
+
+
+class EDMPrecond:
+    """EDM's preconditioned denoiser D(x; sigma) = c_skip x + c_out F(c_in x; c_noise) (Karras et al.
+    2022, Eq. 7) around any backbone F = ``net(x, t, y)``, which receives c_noise = ln(sigma) / 4 as
+    its time input. On the VE path x = x_0 + sigma eps, so ``denoise`` also gives
+    eps = (x - D) / sigma, formed without the cancellation of that difference at small sigma:
+    eps = sigma / (sigma^2 + sigma_data^2) x - sigma_data / sqrt(sigma^2 + sigma_data^2) F."""
+
+    def __init__(self, net: nn.Module, path, sigma_data: float, y: Tensor | None = None):
+        self.net, self.path, self.sigma_data, self.y = net, path, sigma_data, y
+
+    def _net(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """F(c_in x; c_noise), with c_skip and c_out shaped to multiply x."""
+        c_skip, c_out, c_in, c_noise = edm_precond(sigma.float(), self.sigma_data)
+        out = self.net(broadcast(c_in, x) * x, c_noise, self.y).float()
+        return out, broadcast(c_skip, x), broadcast(c_out, x)
+
+    def denoise_sigma(self, x: Tensor, sigma: Tensor) -> Tensor:
+        out, c_skip, c_out = self._net(x, sigma)
+        return c_skip * x + c_out * out
+
+    def denoise(self, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        sigma = self.path.sigma(t.float())
+        out, c_skip, c_out = self._net(x_t, sigma)
+        s, sd = broadcast(sigma.float(), x_t), self.sigma_data
+        eps = s / (s**2 + sd**2) * x_t - sd / (s**2 + sd**2).sqrt() * out
+        return c_skip * x_t + c_out * out, eps

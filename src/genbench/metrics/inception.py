@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from genbench.errors import GenbenchError
+from genbench.limits import WEIGHTS_FILE_BYTES, check_file
 from genbench.metrics.features import Features, batched, check_uint8_images
 
 ENV_VAR = "GENBENCH_INCEPTION_WEIGHTS"
@@ -83,6 +84,7 @@ def check_inception_weights(weights_path: str | os.PathLike | None = None) -> Pa
             f"on a machine with network download {TORCH_FIDELITY_NAME} from the torch-fidelity GitHub "
             f"releases ({WEIGHTS_URL}), copy it here and set {ENV_VAR}=/path/to/{TORCH_FIDELITY_NAME}",
         )
+    check_file(found, WEIGHTS_FILE_BYTES, "Inception-v3 weights", f"give the {TORCH_FIDELITY_NAME} file itself")
     _check_sha(found, _sha256_file(found))
     return found
 

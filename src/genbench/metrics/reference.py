@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 
 from genbench.config import DataConfig
+from genbench.files import atomic_savez
+from genbench.limits import NPZ_FILE_BYTES, check_file
 
 
 @dataclass
@@ -29,6 +32,26 @@ class Reference:
 def cache_dir() -> Path:
     root = os.environ.get("GENBENCH_CACHE")
     return (Path(root) if root else Path.home() / ".cache" / "genbench") / "refstats"
+
+
+def _read_cache(path: Path, n: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The cached features (and logits) of ``n`` images, or None when the cache file is damaged:
+    it is then computed again (and rewritten), with a note on stderr."""
+    try:
+        check_file(path, NPZ_FILE_BYTES, "reference-feature cache", "")   # refused: rebuilt below
+        with np.load(path, allow_pickle=False) as z:
+            features = z["features"]
+            logits = z["logits"] if "logits" in z.files else None
+        ok = (features.ndim == 2 and len(features) == n and features.dtype.kind == "f"
+              and (logits is None or (logits.ndim == 2 and len(logits) == n and logits.dtype.kind == "f")))
+        problem = "" if ok else f"features of shape {features.shape}, expected {n} rows of floats"
+    except Exception as err:   # any damage (truncated zip, not an npz, missing array): rebuild the cache
+        problem = f"{type(err).__name__}: {' '.join(str(err).split())[:100]}"
+    if problem:
+        print(f"genbench: note: the reference-feature cache {path} is damaged ({problem}); computing it again",
+              file=sys.stderr, flush=True)
+        return None
+    return features.astype(np.float64), None if logits is None else logits.astype(np.float64)
 
 
 def real_images(data_cfg: DataConfig, split: str, n: int | None, seed: int = 0):
@@ -51,18 +74,16 @@ def reference_features(extractor, data_cfg: DataConfig, split: str, n: int | Non
     key = hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()[:24]
     path = cache_dir() / f"{data.name}-{split}-{len(images)}-{key}.npz"
     if use_cache and path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            logits = z["logits"].astype(np.float64) if "logits" in z.files else None
-            return Reference(z["features"].astype(np.float64), logits, info)
+        cached = _read_cache(path, len(images))
+        if cached is not None:
+            return Reference(*cached, info)
     feats = extractor.extract(images, batch_size=batch_size)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
         arrays = {"features": feats.features.astype(np.float32)}
         if feats.logits is not None:
             arrays["logits"] = feats.logits.astype(np.float32)
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
+        atomic_savez(path, **arrays)
         # round-trip through float32 so a cached and a fresh reference give the same numbers
         feats.features = feats.features.astype(np.float32).astype(np.float64)
         if feats.logits is not None:

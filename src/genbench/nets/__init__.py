@@ -7,10 +7,12 @@ generators (``dcgan_g``, ``resnet_g``, ``mlp_g``) map latents (N, z_dim) to samp
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from genbench.config import NetConfig
 from genbench.errors import GenbenchError
+from genbench.limits import check_memory
 from genbench.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from genbench.nets.mlp import MLP, MLPDiscriminator, MLPGenerator
 from genbench.nets.sngan import ResNetDiscriminator, ResNetGenerator
@@ -43,6 +45,36 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+# bytes of memory per parameter: float32 weights (and the EMA); training adds the gradient and Adam's two moments
+BYTES_PER_PARAM = {"sampling": 2 * 4, "training": 5 * 4}
+
+
+def check_nets_fit(nets: dict[str, NetConfig], data_shape: tuple[int, ...], num_classes: int | None,
+                   device: torch.device, purpose: str) -> None:
+    """Refuse networks whose parameters would not fit in the memory of ``device`` (for ``purpose``
+    "sampling" or "training"), before any is allocated: their parameters are counted on PyTorch's
+    meta device (shapes only, no memory, no random numbers drawn from the real generators)."""
+    counts = {}
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            for player, cfg in nets.items():
+                # spectral norm adds buffers only (and would import torch._dynamo on meta: 1 s)
+                plain = cfg.model_copy(update={"spectral_norm": False}) if hasattr(cfg, "spectral_norm") else cfg
+                counts[player] = count_params(build_net(plain, data_shape, num_classes))
+    except GenbenchError:
+        raise
+    except Exception:   # a net that cannot be built on the meta device is not checked here
+        return
+    need = sum(counts.values()) * BYTES_PER_PARAM[purpose]
+    available = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    sizes = ", ".join(f"nets.{p} {n:,}" for p, n in counts.items())
+    knobs = sorted({f"nets.{p}.{k}" for p, c in nets.items() for k in type(c).model_fields
+                    if k in ("ch", "ch_mult", "num_res_blocks", "hidden", "depth", "z_dim")})
+    check_memory(need, f"{purpose} networks of {sum(counts.values()):,} parameters ({sizes})",
+                 f"make the networks smaller: {', '.join(knobs) or 'see the nets section of the config'}",
+                 available=available, where=f"{device.type} memory")
+
+
 __all__ = [
     "MLP",
     "NETS",
@@ -54,5 +86,6 @@ __all__ = [
     "ResNetGenerator",
     "UNet",
     "build_net",
+    "check_nets_fit",
     "count_params",
 ]

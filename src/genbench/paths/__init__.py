@@ -6,7 +6,7 @@ The ground floor of the model maths: :mod:`genbench.methods` trains on these pat
 files. It imports only torch, numpy, the standard library and :mod:`genbench.errors`.
 
 * ``gaussian.py`` — :class:`DiscreteVP` (DDPM schedules), :class:`LinearPath` (conditional OT /
-  rectified flow), their coefficients :class:`PathCoeffs` and :func:`q_sample`;
+  rectified flow), :class:`VEPath` (EDM), their coefficients :class:`PathCoeffs` and :func:`q_sample`;
 * ``conversions.py`` — :func:`to_x0_eps`, :func:`from_x0_eps`, :func:`convert` between the
   prediction kinds.
 """
@@ -16,6 +16,7 @@ from genbench.paths.gaussian import (
     DiscreteVP,
     LinearPath,
     PathCoeffs,
+    VEPath,
     broadcast,
     cosine_betas,
     linear_betas,
@@ -23,6 +24,6 @@ from genbench.paths.gaussian import (
 )
 
 __all__ = [
-    "DiscreteVP", "LinearPath", "PathCoeffs", "Prediction", "broadcast", "convert", "cosine_betas",
+    "DiscreteVP", "LinearPath", "PathCoeffs", "Prediction", "VEPath", "broadcast", "convert", "cosine_betas",
     "from_x0_eps", "linear_betas", "q_sample", "to_x0_eps",
 ]

@@ -10,6 +10,8 @@ integrate any trained model from t=1 down to t=0.
 * :class:`LinearPath` — the conditional-OT / rectified-flow path (Lipman et al. 2022, Eq. 20;
   Liu et al. 2022), written in this time direction: alpha_t = 1 - t,
   sigma_t = sigma_min + (1 - sigma_min) t.
+* :class:`VEPath` — EDM's variance-exploding path (Karras et al. 2022): alpha_t = 1,
+  sigma_t = sigma_max t (EDM's sigma(t) = t, rescaled).
 
 Both paths also expose the quantities few-step solvers work in: the log-SNR
 lambda_t = log(alpha_t / sigma_t) (Lu et al. 2022, Sec. 3.1) and the EDM/VE noise level
@@ -186,6 +188,53 @@ class LinearPath:
 
     def t_of_log_snr(self, lam: Tensor | float) -> Tensor:
         """Inverse of :meth:`log_snr` (sigma_min = 0: t = 1 / (1 + exp(lambda)))."""
+        return self.t_of_sigma_ve(torch.exp(-_f64(lam)))
+
+
+class VEPath:
+    """The variance-exploding path of EDM: x = x_0 + sigma eps (Karras et al. 2022, Table 1, "EDM"
+    column: s(t) = 1 and sigma(t) = t), here with the time rescaled to [0, 1]: sigma(t) = sigma_max t.
+
+    alpha = 1, so sigma_ve = sigma and lambda = -log sigma. As in EDM (Sec. 3), sigma linear in t makes
+    every solver that steps in t step in sigma: Euler in t is the paper's Euler step, and the ODE's
+    tangent points at the denoiser's output. Training draws sigma itself (log-normal,
+    :mod:`genbench.methods.edm`) and never needs t; samplers start at ``t_max`` = 1 (sigma_max: the
+    method scales its N(0, I) x_init by it) and end at ``t_min`` = sigma_min / sigma_max, jumping from
+    there to t = 0.
+    """
+
+    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0):
+        if not 0 < sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self.sigma_min, self.sigma_max = sigma_min, sigma_max
+        self.t_min, self.t_max = sigma_min / sigma_max, 1.0
+
+    def sigma(self, t: Tensor) -> Tensor:
+        """The noise level at t, in t's dtype and on its device (no host sync)."""
+        return self.sigma_max * t
+
+    def coeffs(self, t: Tensor) -> PathCoeffs:
+        return _to(self._coeffs(t.to(torch.float64)), t.device)
+
+    def coeffs_f64(self, t: Tensor | float) -> PathCoeffs:
+        """:meth:`coeffs` in float64 on the CPU, for solvers that need their step sizes exactly."""
+        return self._coeffs(_f64(t))
+
+    def _coeffs(self, t: Tensor) -> PathCoeffs:
+        one = torch.ones_like(t)
+        return PathCoeffs(one, self.sigma_max * t, 0 * one, self.sigma_max * one)
+
+    def log_snr(self, t: Tensor | float) -> Tensor:
+        """lambda_t = -log sigma(t) (+inf at t = 0)."""
+        return -torch.log(self.sigma_max * _f64(t))
+
+    def sigma_ve(self, t: Tensor | float) -> Tensor:
+        return self.sigma_max * _f64(t)
+
+    def t_of_sigma_ve(self, s: Tensor | float) -> Tensor:
+        return (_f64(s) / self.sigma_max).clamp(0, 1)
+
+    def t_of_log_snr(self, lam: Tensor | float) -> Tensor:
         return self.t_of_sigma_ve(torch.exp(-_f64(lam)))
 
 

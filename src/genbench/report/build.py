@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from genbench.errors import GenbenchError
+from genbench.limits import GRID_FILE_BYTES, read_bytes
 from genbench.report.collect import (
     FAMILY_NAMES,
     RunRecord,
@@ -204,7 +205,8 @@ def build_report(run_dirs: list[Path], out: Path, title: str | None = None, stud
             step = run.grids[-1].stem.split("-")[-1].lstrip("0") or "0"
             figures["samples"].append(Figure(f"samples-{run.family}-{len(figures['samples'])}",
                                              f"{g['label']}: fixed-seed samples at step {step}",
-                                             run.grids[-1].read_bytes()))
+                                             read_bytes(run.grids[-1], GRID_FILE_BYTES, "sample grid",
+                                                        "delete the grid: the report then shows no samples")))
     if nn_rows:
         figures["neighbours"].append(Figure(
             "neighbours", "left: a generated sample; right: its nearest training images (pixel L2 distance d)",

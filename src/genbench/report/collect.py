@@ -16,10 +16,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from genbench.config import TOY_SETS
+from genbench.config import TOY_SETS, read_yaml
 from genbench.errors import GenbenchError
+from genbench.files import read_json
+from genbench.limits import LOG_FILE_BYTES, read_bytes
 
 FAMILY_NAMES = {"gan": "GAN", "diffusion": "diffusion", "flow": "flow"}
 
@@ -104,24 +104,35 @@ class RunRecord:
         return sum(params.values()) if params else None
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise GenbenchError(f"cannot read {path}: {err}", "the file is damaged; re-create it") from None
+RUN_JSON_FIX = ("restore it from a copy, or delete it: run.json only records the run's provenance and status "
+                "(the report then lacks its training time and sizes)")
+EVAL_FIX = "delete it and evaluate the run again (genbench eval RUN), or leave the run out"
+LOG_FIX = ("delete the damaged line (or the whole metrics.jsonl: the report then has no training curves for "
+           "this run)")
 
 
 def read_log(path: Path) -> list[dict]:
+    """metrics.jsonl's records. A last line cut short by a kill is skipped; any other line that is
+    not a JSON object is refused, naming the file and the line."""
     rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+    if not path.is_file():
+        return rows
+    lines = read_bytes(path, LOG_FILE_BYTES, "training log", LOG_FIX).splitlines()
+    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as err:
+            if i == last and not isinstance(err, UnicodeDecodeError):
                 continue  # a line cut short by an interrupted run
+            what = "is not UTF-8 text" if isinstance(err, UnicodeDecodeError) else "is not valid JSON"
+            raise GenbenchError(f"{path} is damaged: line {i + 1} {what}", LOG_FIX) from None
+        if not isinstance(row, dict) or not isinstance(row.get("step", 0), (int, float)):
+            raise GenbenchError(f"{path} is damaged: line {i + 1} is not a log record (a JSON object with a "
+                                "numeric step)", LOG_FIX)
+        rows.append(row)
     return rows
 
 
@@ -130,20 +141,28 @@ def read_run(path: Path) -> RunRecord:
     if not (path / "config.yaml").is_file():
         raise GenbenchError(f"{path} is not a genbench run (no config.yaml)",
                             "give directories made by `genbench train` or `genbench study`")
-    config = yaml.safe_load((path / "config.yaml").read_text()) or {}
-    info = _read_json(path / "run.json") if (path / "run.json").is_file() else {}
-    family = (config.get("method") or {}).get("kind") or info.get("method")
+    config = read_yaml(path / "config.yaml")
+    info = read_json(path / "run.json", RUN_JSON_FIX) if (path / "run.json").is_file() else {}
+    method = config.get("method")
+    family = (method.get("kind") if isinstance(method, dict) else None) or info.get("method")
     if family not in FAMILY_NAMES:
         raise GenbenchError(f"{path}: unknown method kind {family!r}", "give runs of gan, diffusion or flow")
     rec = RunRecord(path=path, name=config.get("name") or path.name, family=family, config=config, info=info,
                     log=read_log(path / "metrics.jsonl"),
                     grids=sorted((path / "samples").glob("grid-*.png")))
     for p in sorted((path / "eval").glob("*.json")):
-        data = _read_json(p)
+        data = read_json(p, EVAL_FIX, "evaluation")
         data["_path"] = str(p)
         if "genbench_sweep" in data:
+            curves = data.get("curves")
+            if not (isinstance(curves, dict) and all(isinstance(v, list) and all(isinstance(q, dict) for q in v)
+                                                     for v in curves.values())):
+                raise GenbenchError(f"NFE sweep {p} is damaged: 'curves' missing or not lists of points", EVAL_FIX)
             rec.sweeps.append(data)
         elif "genbench_eval" in data:
+            bad = [k for k in ("checkpoint", "sampling", "metrics") if not isinstance(data.get(k), dict)]
+            if bad:
+                raise GenbenchError(f"evaluation {p} is damaged: {', '.join(bad)} missing or not an object", EVAL_FIX)
             rec.evals.append(data)
     return rec
 

@@ -8,10 +8,15 @@ a ratio far below 1 means samples sit closer to training images than real unseen
 
 from __future__ import annotations
 
+import io
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+from genbench.errors import GenbenchError
+from genbench.limits import GRID_FILE_BYTES, IMAGE_PIXELS, check_count, read_bytes
 
 PAD = 2
 N_STATS = 16      # samples used for the copy ratio
@@ -24,7 +29,16 @@ def grid_tiles(path: Path, shape: tuple[int, int, int], n: int, n_grid: int) -> 
     from PIL import Image
 
     c, h, w = shape
-    arr = np.asarray(Image.open(path))
+    fix = "delete the grid (the report then shows no samples of this run), or add --no-neighbours"
+    data = read_bytes(path, GRID_FILE_BYTES, "sample grid", fix)
+    try:
+        with warnings.catch_warnings():   # PIL warns above its pixel limit; refused below instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                check_count(img.width * img.height, IMAGE_PIXELS, f"sample grid '{path}'", fix)
+                arr = np.asarray(img)
+    except (Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
+        raise GenbenchError(f"cannot read sample grid '{path}' ({type(err).__name__}: {err})", fix) from None
     if arr.ndim == 3 and c == 1:
         arr = arr[..., 0]
     nrow = max(1, int(math.ceil(math.sqrt(n_grid))))

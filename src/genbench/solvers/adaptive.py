@@ -30,7 +30,9 @@ def sample_dopri5(denoise: Denoiser, x: Tensor, path, t_start: float, t_end: flo
         return velocity(y, full_t(y, float(t)))
 
     ts = torch.tensor([t_start, t_end], dtype=x.dtype, device=x.device)
-    x = odeint(f, x, ts, rtol=rtol, atol=atol, method="dopri5")[-1]
+    # step_t: the last step lands on t_end instead of stepping past it and interpolating back, so the
+    # network is never evaluated outside [t_end, t_start] (below 0 an EDM path has no noise level)
+    x = odeint(f, x, ts, rtol=rtol, atol=atol, method="dopri5", options={"step_t": ts})[-1]
     if denoise_last:
         x = denoise(x, full_t(x, t_end))[0]
         nfe += 1

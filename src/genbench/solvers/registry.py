@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from genbench.paths import DiscreteVP
+from genbench.paths import DiscreteVP, VEPath
 from genbench.solvers.adaptive import sample_dopri5
 from genbench.solvers.base import Denoiser, NoiseFn, SolverResult
 from genbench.solvers.ddim import sample_ddim, sample_ddim_t
@@ -41,8 +41,9 @@ GRIDS: dict[str, Callable[..., Tensor]] = {
 
 
 def default_grid(path) -> str:
-    """Karras sigmas for DDPM (VP) paths, as in EDM; uniform t for flow paths, as flow matching does."""
-    return "karras" if isinstance(path, DiscreteVP) else "uniform_t"
+    """Karras sigmas for diffusion paths (DDPM's VP, EDM's VE), as in EDM; uniform t for flow paths,
+    as flow matching does."""
+    return "karras" if isinstance(path, (DiscreteVP, VEPath)) else "uniform_t"
 
 
 def make_grid(name: str | None, path, n: int) -> Tensor:

@@ -29,6 +29,7 @@ import torch
 
 from genbench.errors import GenbenchError
 from genbench.files import atomic_write_bytes, fsync_dir
+from genbench.limits import CHECKPOINT_BYTES, SIDECAR_BYTES, check_file, read_text
 
 _NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
 _TMP = re.compile(r"^\..+\.tmp$")
@@ -136,10 +137,12 @@ def save_checkpoint(state: dict, folder: Path, step: int, keep_last: int, keep_e
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
     path = Path(path)
     side = path.with_suffix(".pt.sha256")
-    if not path.is_file():
+    if not path.exists():
         raise GenbenchError(f"checkpoint {path} not found", "list the run's checkpoints/ folder")
+    check_file(path, CHECKPOINT_BYTES, "checkpoint", "use another checkpoint")
     if side.exists():
-        want = side.read_text().strip()
+        want = read_text(side, SIDECAR_BYTES, "checksum file",
+                         "resume from an earlier checkpoint: delete this checkpoint and its .sha256").strip()
         if _sha256(path) != want:
             raise GenbenchError(
                 f"checkpoint {path} is corrupt (its sha256 does not match {side.name})",

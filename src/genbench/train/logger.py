@@ -6,14 +6,15 @@ import json
 from pathlib import Path
 
 from genbench.files import atomic_write_bytes
+from genbench.limits import LOG_FILE_BYTES, read_text
 
 
 def _step_of(line: str) -> int | None:
     try:
         record = json.loads(line)
-    except ValueError:
+        return int(record.get("step", 0)) if isinstance(record, dict) else None
+    except (ValueError, TypeError, OverflowError):   # torn, damaged, or a step that is not a number
         return None
-    return int(record.get("step", 0)) if isinstance(record, dict) else None
 
 
 class MetricsLogger:
@@ -22,7 +23,8 @@ class MetricsLogger:
         # On resume, drop what was logged after the checkpoint: those steps are run again.
         # A line torn by a kill (the last one) is dropped too.
         if self.path.exists():
-            keep = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) is not None
+            text = read_text(self.path, LOG_FILE_BYTES, "training log", "move metrics.jsonl out of the run directory")
+            keep = [ln for ln in text.splitlines() if _step_of(ln) is not None
                     and _step_of(ln) <= resume_step]
             atomic_write_bytes(self.path, "".join(ln + "\n" for ln in keep).encode())
         self.file = open(self.path, "a")

@@ -17,7 +17,7 @@ from genbench import dist
 from genbench.config import RunConfig
 from genbench.data.sampler import BatchSampler
 from genbench.errors import GenbenchError
-from genbench.nets import build_net
+from genbench.nets import build_net, check_nets_fit
 from genbench.randomness import derived_seed
 from genbench.train.budget import Budget
 from genbench.train.divergence import DivergenceWatch
@@ -66,6 +66,7 @@ class TrainState:
 
     @classmethod
     def for_sampling(cls, cfg: RunConfig, method, data_shape, data_kind: str, device: torch.device) -> TrainState:
+        check_nets_fit({p: cfg.nets[p] for p in cfg.players()}, tuple(data_shape), None, device, "sampling")
         state = cls(cfg, method, data_shape, data_kind, device)
         state.ema = make_ema(state.nets[method.sample_player], cfg.train.ema, cfg.train.batch_size)
         return state
@@ -76,6 +77,7 @@ class TrainState:
         """Nets (drawing their initial weights from torch's generator seeded by the caller), EMA,
         one optimiser and LambdaLR schedule per player, the sampler and the draws generator."""
         tcfg = cfg.train
+        check_nets_fit({p: cfg.nets[p] for p in cfg.players()}, tuple(data_shape), None, runtime.device, "training")
         state = cls(cfg, method, data_shape, data_kind, runtime.device)
         state.layout = runtime.layout
         state.apply_layout()

@@ -1,0 +1,60 @@
+"""EDM diffusion (Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative
+Models"): a preconditioned denoiser trained at log-normal noise levels, sampled with Heun's method
+on the Karras grid.
+
+Training (Table 1, "EDM" column; Sec. 5): ln sigma ~ N(P_mean, P_std^2), n ~ N(0, I),
+loss = lambda(sigma) ||D(x_0 + sigma n; sigma) - x_0||^2 with lambda = (sigma^2 + sigma_data^2) /
+(sigma sigma_data)^2, which makes the loss of every noise level start at 1 (App. B.6). The
+preconditioning is the wrapper :class:`~genbench.methods.model_fn.EDMPrecond`; the path is the
+variance-exploding :class:`~genbench.paths.VEPath`, so every solver of the library samples it
+(default: ``heun_ve``, EDM's Algorithm 1, 35 NFE on CIFAR-10).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from genbench.config import PLAYERS, EDMConfig
+from genbench.methods.model_fn import EDMPrecond, per_sample_mse
+from genbench.paths import VEPath, broadcast
+from genbench.randomness import LOCAL, default_noise
+from genbench.solvers import SolverResult, solve
+
+
+class EDM:
+    players = PLAYERS["edm"]
+    updates = ("model",)
+    data_players = ("model",)
+    sample_player = "model"
+    draws = LOCAL             # per-sample noise; the training loop installs a rank-aware one
+
+    def __init__(self, cfg: EDMConfig):
+        self.cfg = cfg
+        self.path = VEPath(cfg.sigma_min, cfg.sigma_max)
+
+    def latent_shape(self, data_shape: tuple[int, ...], nets: dict[str, nn.Module]) -> tuple[int, ...]:
+        return tuple(data_shape)
+
+    def loss_weight(self, sigma: Tensor) -> Tensor:
+        """lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 (Table 1)."""
+        sd = self.cfg.sigma_data
+        return (sigma**2 + sd**2) / (sigma * sd) ** 2
+
+    def loss(self, nets: dict[str, nn.Module], player: str, x0: Tensor, y: Tensor | None) -> dict[str, Tensor]:
+        sigma = (self.cfg.P_mean + self.cfg.P_std * self.draws.randn(x0, ())).exp()
+        noise = self.draws.randn(x0)
+        x = x0 + broadcast(sigma, x0) * noise
+        denoised = self.model_fn(nets["model"], y).denoise_sigma(x, sigma)
+        return {"loss": (self.loss_weight(sigma) * per_sample_mse(denoised, x0)).mean()}
+
+    def model_fn(self, net: nn.Module, y: Tensor | None = None) -> EDMPrecond:
+        return EDMPrecond(net, self.path, self.cfg.sigma_data, y)
+
+    def sample(self, nets: dict[str, nn.Module], x_init: Tensor, y: Tensor | None = None,
+               solver: str | None = None, nfe: int | None = None, noise=None, **opts) -> SolverResult:
+        """Start from sigma_max times x_init ~ N(0, I) and solve down to sigma = 0 with any solver of
+        :mod:`genbench.solvers` (default: Heun on the Karras grid, EDM's Algorithm 1)."""
+        solver = self.cfg.solver if solver in (None, "default") else solver
+        x = x_init * self.path.sigma_max
+        return solve(solver, self.model_fn(nets["model"], y).denoise, self.path, x,
+                     None if solver == "dopri5" else (nfe or self.cfg.nfe), noise or default_noise, **opts)
