@@ -29,7 +29,7 @@ from pathlib import Path
 from genbench import dist
 from genbench.config import RunConfig, build_config, dump_config, read_yaml
 from genbench.errors import GenbenchError
-from genbench.files import atomic_write_bytes
+from genbench.files import atomic_write_bytes, read_json
 from genbench.train.checkpoint import list_checkpoints
 
 MARKER = ".genbench-run"
@@ -341,11 +341,8 @@ def check_study_folder(out: Path, name: str) -> None:
     if not info.is_file():
         raise GenbenchError(f"study folder {out} exists and is not a genbench study (no study.json)",
                             "choose another --out; a study continues only in its own folder")
-    try:
-        found = json.loads(info.read_text()).get("name")
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        raise GenbenchError(f"{info} is damaged (not a JSON study record)",
-                            "choose another --out, or delete the study folder to start it again") from None
+    found = read_json(info, "choose another --out, or delete the study folder to start it again",
+                      "study record").get("name")
     if found != name:
         raise GenbenchError(f"study folder {out} holds the study {found!r}, not {name!r}",
                             "choose another --out for this study")

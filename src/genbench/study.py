@@ -26,6 +26,7 @@ from pydantic import (
 
 from genbench.config import BudgetConfig, Seed
 from genbench.errors import GenbenchError
+from genbench.files import write_json
 from genbench.presets import resolve_config, resolve_study
 
 Family = Literal["gan", "diffusion", "flow"]
@@ -191,7 +192,7 @@ def run_study(name: str, overrides: list[str] = (), out: Path | None = None, pro
 
     check_study_folder(out, study.name)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "study.json").write_text(json.dumps({"source": str(source), **study.model_dump()}, indent=2) + "\n")
+    write_json(out / "study.json", {"source": str(source), **study.model_dump()})
     datasets = study.datasets or [None]
     families = list(study.runs)
     n_sweeps = sum(1 for f in families if study.sweep and study.sweep.solvers.get(f))
