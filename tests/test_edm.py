@@ -123,3 +123,14 @@ def test_edm_learns_the_ring(tmp_path):
     train(cfg, tmp_path / "run", progress=False)
     frac, modes = ring_fraction_near_modes(tmp_path / "run")
     assert frac > 0.7 and modes == 8, (frac, modes)
+
+
+def test_the_report_counts_edm_as_diffusion_and_names_the_recipe(tmp_path):
+    from genbench.config import FAMILY_OF, PLAYERS
+    from genbench.methods import METHODS
+    from genbench.report.collect import read_run
+
+    assert set(FAMILY_OF) == set(PLAYERS) == set(METHODS)
+    (tmp_path / "config.yaml").write_text("name: e\nmethod: {kind: edm, sigma_data: 0.5}\n")
+    rec = read_run(tmp_path)
+    assert rec.family == "diffusion" and rec.recipe.startswith("EDM")

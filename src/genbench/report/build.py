@@ -247,7 +247,8 @@ def build_report(run_dirs: list[Path], out: Path, title: str | None = None, stud
     for g in groups:
         for r in g["runs"]:
             e = r.main_eval
-            run_rows.append({"label": g["label"], "name": r.name, "path": str(r.path), "seed": r.seed,
+            run_rows.append({"label": g["label"], "recipe": r.recipe, "name": r.name, "path": str(r.path),
+                             "seed": r.seed,
                              "budget": json.dumps((r.config.get("train") or {}).get("budget")),
                              "step": (e.get("checkpoint") or {}).get("step"), "weights": e.get("weights"),
                              "solver": (e.get("sampling") or {}).get("solver"),

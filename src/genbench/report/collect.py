@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genbench.config import TOY_SETS, read_yaml
+from genbench.config import FAMILY_OF, TOY_SETS, read_yaml
 from genbench.errors import GenbenchError
 from genbench.files import read_json
 from genbench.limits import LOG_FILE_BYTES, read_bytes
@@ -67,7 +67,7 @@ class RunRecord:
 
     path: Path
     name: str
-    family: str                      # gan | diffusion | flow
+    family: str                      # gan | diffusion | flow (config.FAMILY_OF of the method kind)
     config: dict
     info: dict                       # run.json
     log: list[dict]                  # metrics.jsonl
@@ -75,6 +75,23 @@ class RunRecord:
     evals: list[dict] = field(default_factory=list)    # eval/*.json single evaluations (with "_path")
     sweeps: list[dict] = field(default_factory=list)   # eval/sweep-*.json
     main_eval: dict | None = None    # the evaluation chosen for the report
+
+    @property
+    def recipe(self) -> str:
+        """Which recipe of its family the run used (the report names it beside the family)."""
+        method = self.config.get("method") if isinstance(self.config.get("method"), dict) else {}
+        kind = method.get("kind") or self.info.get("method")
+        if kind == "gan":
+            nets = self.config.get("nets") if isinstance(self.config.get("nets"), dict) else {}
+            kinds = "/".join(str((nets.get(p) or {}).get("kind")) for p in ("G", "D"))
+            return f"GAN ({method.get('loss', 'bce')} loss, {kinds})"
+        if kind == "diffusion":
+            return f"DDPM ({method.get('schedule', 'linear')} betas, {method.get('prediction', 'eps')}-prediction)"
+        if kind == "edm":
+            return f"EDM (Karras et al. 2022, sigma_data {method.get('sigma_data', 0.5)})"
+        if kind == "flow":
+            return "flow matching (linear path, velocity)"
+        return str(kind)
 
     @property
     def seed(self) -> int | None:
@@ -144,10 +161,11 @@ def read_run(path: Path) -> RunRecord:
     config = read_yaml(path / "config.yaml")
     info = read_json(path / "run.json", RUN_JSON_FIX) if (path / "run.json").is_file() else {}
     method = config.get("method")
-    family = (method.get("kind") if isinstance(method, dict) else None) or info.get("method")
-    if family not in FAMILY_NAMES:
-        raise GenbenchError(f"{path}: unknown method kind {family!r}", "give runs of gan, diffusion or flow")
-    rec = RunRecord(path=path, name=config.get("name") or path.name, family=family, config=config, info=info,
+    kind = (method.get("kind") if isinstance(method, dict) else None) or info.get("method")
+    if kind not in FAMILY_OF:
+        raise GenbenchError(f"{path}: unknown method kind {kind!r}",
+                            f"give runs of one of the methods {', '.join(FAMILY_OF)}")
+    rec = RunRecord(path=path, name=config.get("name") or path.name, family=FAMILY_OF[kind], config=config, info=info,
                     log=read_log(path / "metrics.jsonl"),
                     grids=sorted((path / "samples").glob("grid-*.png")))
     for p in sorted((path / "eval").glob("*.json")):
