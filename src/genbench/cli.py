@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from genbench.config import DOWNLOADABLE_SETS, solvers_for
+from genbench.config import CLIP_MODES, DOWNLOADABLE_SETS, solvers_for
 from genbench.errors import GenbenchError
 from genbench.presets import resolve_config
 
@@ -30,6 +30,8 @@ def _is_main_process() -> bool:
 
 
 BATCH_HELP = "samples per batch (default 64 on the CPU, 256 on a GPU; on the CPU the samples do not depend on it)"
+CLIP_HELP = ("keep the x0 prediction in [-1, 1] while sampling: static (clamp, as Ho et al.'s sampler) or "
+             "dynamic (Saharia et al. 2022's thresholding); default none")
 TOL_HELP = "dopri5's relative and absolute tolerance (default 1e-5)"
 
 
@@ -61,7 +63,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
                        use_ema=not args.raw, solver=args.solver, nfe=args.nfe,
                        checkpoint=args.checkpoint, out=Path(args.out) if args.out else None,
                        formats=args.format.split(","), overwrite=args.overwrite, device=args.device,
-                       tol=args.tol)
+                       tol=args.tol, clip=args.clip)
     for p in paths if _is_main_process() else []:
         print(p)
     return 0
@@ -88,7 +90,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                  metrics=metrics, checkpoint=args.checkpoint,
                                  use_ema=not args.raw, batch_size=args.batch_size,
                                  extractor_kind=args.extractor, inception_weights=args.inception_weights,
-                                 ref_split=args.ref_split, device=args.device, tol=args.tol)
+                                 ref_split=args.ref_split, device=args.device, tol=args.tol, clip=args.clip)
         if not record:   # a rank other than 0 (torchrun): it only sampled
             return 0
         key = metrics.split(",")[0]
@@ -103,7 +105,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         Path(args.run), checkpoint=args.checkpoint, metrics=args.metrics, n=args.n, solver=args.solver,
         nfe=args.nfe, use_ema=not args.raw, batch_size=args.batch_size, seed=args.seed,
         extractor_kind=args.extractor, inception_weights=args.inception_weights, ref_split=args.ref_split,
-        floor=not args.no_floor, device=args.device, overwrite=args.overwrite, tol=args.tol)
+        floor=not args.no_floor, device=args.device, overwrite=args.overwrite, tol=args.tol, clip=args.clip)
     if record:   # rank 0's; the other ranks only sampled
         print(format_record(record))
         print(f"-> {path}")
@@ -198,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--solver", default=None, help=SOLVER_HELP)
     s.add_argument("--nfe", type=int, default=None, help="network evaluations (default: the run's)")
     s.add_argument("--tol", type=float, default=None, help=TOL_HELP)
+    s.add_argument("--clip", choices=["none", *CLIP_MODES], default=None, help=CLIP_HELP)
     s.add_argument("--checkpoint", type=int, default=None, help="checkpoint step (default: latest)")
     s.add_argument("-o", "--out", help="output path without extension (default: in RUN/samples/)")
     s.add_argument("--format", default="png,npz", help="png, npz or png,npz (default)")
@@ -219,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--solver", default=None, help=SOLVER_HELP)
     e.add_argument("--nfe", type=int, default=None, help="network evaluations (default: the run's)")
     e.add_argument("--tol", type=float, default=None, help=TOL_HELP)
+    e.add_argument("--clip", choices=["none", *CLIP_MODES], default=None, help=CLIP_HELP)
     e.add_argument("--raw", action="store_true", help="raw weights instead of the EMA")
     e.add_argument("--extractor", choices=["domain", "inception"], default=None,
                    help="feature network (default: domain classifier for (Fashion-)MNIST, else Inception-v3)")

@@ -165,6 +165,10 @@ FlowSolver = Literal["ddim", "euler", "heun", "midpoint", "rk4", "heun_ve", "kar
                      "dpm++2m", "dpm++2s", "unipc", "euler_maruyama", "dopri5"]
 
 
+# x0 clipping while sampling (genbench.methods.model_fn.clip_x0): static [-1, 1] or dynamic thresholding
+CLIP_MODES = ("static", "dynamic")
+
+
 def solvers_for(kind: str) -> tuple[str, ...]:
     """The solvers a method can sample with (a GAN has none: one generator pass; EDM's VE path, like
     flow's, has no DDPM steps for ancestral sampling)."""

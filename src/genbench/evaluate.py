@@ -23,10 +23,10 @@ from genbench.sampling import (
     DOPRI5_TOL,
     check_seeds,
     generate_sharded,
+    options_tag,
     resolve_batch_size,
     resolve_solver,
     solver_options,
-    tol_tag,
 )
 from genbench.solvers import allowed_nfe
 
@@ -82,7 +82,7 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
                  batch_size: int | None = None, seed: int = 0, extractor_kind: str | None = None,
                  inception_weights: str | None = None, ref_split: str = "train", floor: bool = True,
                  device: str = "auto", overwrite: bool = False, progress: bool = True,
-                 tol: float | None = None, reuse: bool = False) -> tuple[Path, dict]:
+                 tol: float | None = None, reuse: bool = False, clip: str | None = None) -> tuple[Path, dict]:
     """Sample the run and score it (:mod:`genbench.metrics.protocol`); returns the JSON's path and record.
 
     An evaluation whose file already exists is refused, unless ``overwrite`` (evaluate again) or
@@ -102,7 +102,7 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
     # images: Inception's 2048 features and 1008 logits per sample, in float32 (12 KiB)
     check_sample_memory(n, loaded.data_shape, per_sample_extra=12 * 1024 if loaded.data_kind == "image" else 0)
     solver, nfe_req = resolve_solver(cfg, solver, nfe)
-    opts = solver_options(solver, tol)
+    opts = solver_options(solver, tol, clip, loaded.data_kind)
     batch_size = resolve_batch_size(batch_size, loaded.device)   # recorded as used
 
     # everything that can fail cheaply (the extractor's weights, say) fails before sampling
@@ -113,7 +113,7 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
         protocol = ImageProtocol.for_data(cfg.data, loaded.device, extractor_kind, inception_weights,
                                           ref_split=ref_split, ref_n=FID_REFERENCE_N if ref_split == "train" else None)
     solver_name = solver or "generator"
-    nfe_tag = str(nfe_req or "") + tol_tag(opts)
+    nfe_tag = str(nfe_req or "") + options_tag(opts)
     out = _out_path(run_dir, loaded.step, solver_name, nfe_tag, n, seed, not use_ema,
                     protocol.tag if protocol else "no-extractor")   # images scored for speed only
     # rank 0's file system decides, so that all ranks stop, or go on to sample, together
@@ -237,7 +237,9 @@ def nfe_sweep(run_dir: Path, solvers: list[str], nfes: tuple[int, ...] = SWEEP_N
             scores = {k: v for k, v in rec["metrics"].items() if isinstance(v, (int, float))}
             points.append({"nfe": rec["sampling"]["nfe"], **scores, "images_per_s": rec["sampling"]["images_per_s"],
                            **({"tol": tol or DOPRI5_TOL} if solver == "dopri5" else {})})
-        curves[solver + (f"-tol{tol:g}" if solver == "dopri5" and tol else "")] = points
+        clip = kwargs.get("clip")
+        curves[solver + (f"-tol{tol:g}" if solver == "dopri5" and tol else "")
+               + (f"-clip{clip}" if clip not in (None, "none") else "")] = points
     out = run_dir / "eval" / f"sweep-n{n}-seed{seed}.json"
     if not dist.is_main():
         return out, {}

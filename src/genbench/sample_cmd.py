@@ -10,14 +10,14 @@ from genbench.errors import GenbenchError
 from genbench.files import atomic_savez
 from genbench.limits import check_sample_count, check_sample_memory
 from genbench.run import load_run
-from genbench.sampling import check_seeds, generate_sharded, resolve_solver, solver_options, tol_tag
+from genbench.sampling import check_seeds, generate_sharded, options_tag, resolve_solver, solver_options
 from genbench.viz import save_image_grid, save_points_plot, written_by_genbench
 
 
 def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, use_ema: bool = True,
                solver: str | None = None, nfe: int | None = None, checkpoint: int | None = None,
                out: Path | None = None, formats: list[str] = ("png", "npz"), overwrite: bool = False,
-               device: str = "auto", tol: float | None = None) -> list[Path]:
+               device: str = "auto", tol: float | None = None, clip: str | None = None) -> list[Path]:
     if n < 1:
         raise GenbenchError(f"-n must be positive (got {n})", "e.g. -n 64")
     bad = [f for f in formats if f not in ("png", "npz")]
@@ -28,9 +28,9 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, 
     loaded = load_run(run, checkpoint, device)
     check_sample_memory(n, loaded.data_shape)
     solver, nfe = resolve_solver(loaded.cfg, solver, nfe)
-    opts = solver_options(solver, tol)
+    opts = solver_options(solver, tol, clip, loaded.data_kind)
     stem = out or run / "samples" / (
-        f"generated-step{loaded.step}-{solver or 'generator'}{nfe or ''}{tol_tag(opts)}-seed{seed}-n{n}"
+        f"generated-step{loaded.step}-{solver or 'generator'}{nfe or ''}{options_tag(opts)}-seed{seed}-n{n}"
         + ("-raw" if not use_ema else ""))
     paths = [stem.with_name(stem.name + f".{f}") for f in formats]
     existing = [p for p in paths if p.exists()]

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from genbench import dist
-from genbench.config import SEED_MAX, solvers_for
+from genbench.config import CLIP_MODES, SEED_MAX, solvers_for
 from genbench.errors import GenbenchError
 from genbench.randomness import SeededNoise
 from genbench.solvers import NFE_RULES, allowed_nfe
@@ -158,18 +158,30 @@ def check_seeds(seed: int, n: int) -> None:
 DOPRI5_TOL = 1e-5  # sample_dopri5's default rtol = atol
 
 
-def solver_options(solver: str | None, tol: float | None) -> dict:
-    """Extra solver options from the command line: only dopri5 has one (its rtol = atol)."""
-    if tol is None:
-        return {}
-    if solver != "dopri5":
-        raise GenbenchError(f"--tol is dopri5's tolerance; solver '{solver}' takes a fixed --nfe",
-                            "drop --tol, or use --solver dopri5")
-    if not 0 < tol < 1:
-        raise GenbenchError(f"--tol must be between 0 and 1 (got {tol})", "e.g. --tol 1e-4")
-    return {"rtol": tol, "atol": tol}
+def solver_options(solver: str | None, tol: float | None, clip: str | None = None,
+                   data_kind: str = "image") -> dict:
+    """Extra solver options from the command line: dopri5's tolerance (rtol = atol) and x0 clipping
+    (``static`` or ``dynamic``, :func:`genbench.methods.model_fn.clip_x0`), checked here."""
+    opts: dict = {}
+    if tol is not None:
+        if solver != "dopri5":
+            raise GenbenchError(f"--tol is dopri5's tolerance; solver '{solver}' takes a fixed --nfe",
+                                "drop --tol, or use --solver dopri5")
+        if not 0 < tol < 1:
+            raise GenbenchError(f"--tol must be between 0 and 1 (got {tol})", "e.g. --tol 1e-4")
+        opts.update(rtol=tol, atol=tol)
+    if clip not in (None, "none"):
+        if clip not in CLIP_MODES:
+            raise GenbenchError(f"unknown --clip {clip!r}", f"choose none, {' or '.join(CLIP_MODES)}")
+        if solver is None:
+            raise GenbenchError("a GAN's generator forms no x0 prediction to clip", "drop --clip")
+        if data_kind != "image":
+            raise GenbenchError("--clip keeps x0 in the image range [-1, 1]; 2-D points have no such range",
+                                "drop --clip for 2-D data")
+        opts["clip"] = clip
+    return opts
 
 
-def tol_tag(opts: dict) -> str:
-    """File-name tag of a non-default dopri5 tolerance ('' for the default)."""
-    return f"-tol{opts['rtol']:g}" if opts else ""
+def options_tag(opts: dict) -> str:
+    """File-name tag of non-default solver options ('' for none): a dopri5 tolerance, x0 clipping."""
+    return (f"-tol{opts['rtol']:g}" if "rtol" in opts else "") + (f"-clip{opts['clip']}" if "clip" in opts else "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from genbench.config import PLAYERS, DiffusionConfig
-from genbench.methods.model_fn import ModelFn, per_sample_mse
+from genbench.methods.model_fn import ModelFn, clip_x0, per_sample_mse
 from genbench.paths import DiscreteVP, cosine_betas, from_x0_eps, linear_betas, q_sample
 from genbench.randomness import LOCAL, default_noise
 from genbench.solvers import SolverResult, solve
@@ -41,6 +41,11 @@ class Diffusion:
     def model_fn(self, net: nn.Module, y: Tensor | None = None) -> ModelFn:
         return ModelFn(net, self.path, self.cfg.prediction, y)
 
+    def denoiser(self, net: nn.Module, y: Tensor | None = None, clip: str | None = None):
+        """``denoise(x_t, t) -> (x0, eps)`` for the solvers, with x0 clipping if asked (:func:`clip_x0`)."""
+        denoise = self.model_fn(net, y).denoise
+        return clip_x0(denoise, self.path, clip) if clip else denoise
+
     def sample(self, nets: dict[str, nn.Module], x_init: Tensor, y: Tensor | None = None,
                solver: str | None = None, nfe: int | None = None, noise=None, **opts) -> SolverResult:
         """Draw images from x_init ~ N(0, I) with any solver of :mod:`genbench.solvers`.
@@ -51,5 +56,5 @@ class Diffusion:
         nfe = nfe or self.cfg.nfe or (self.path.T if solver == "ddpm" else None)
         if solver == "ddim":
             opts.setdefault("eta", self.cfg.eta)
-        return solve(solver, self.model_fn(nets["model"], y).denoise, self.path, x_init,
+        return solve(solver, self.denoiser(nets["model"], y, opts.pop("clip", None)), self.path, x_init,
                      None if solver == "dopri5" else nfe, noise or default_noise, **opts)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from genbench.config import PLAYERS, EDMConfig
-from genbench.methods.model_fn import EDMPrecond, per_sample_mse
+from genbench.methods.model_fn import EDMPrecond, clip_x0, per_sample_mse
 from genbench.paths import VEPath, broadcast
 from genbench.randomness import LOCAL, default_noise
 from genbench.solvers import SolverResult, solve
@@ -50,11 +50,16 @@ class EDM:
     def model_fn(self, net: nn.Module, y: Tensor | None = None) -> EDMPrecond:
         return EDMPrecond(net, self.path, self.cfg.sigma_data, y)
 
+    def denoiser(self, net: nn.Module, y: Tensor | None = None, clip: str | None = None):
+        """``denoise(x_t, t) -> (x0, eps)`` for the solvers, with x0 clipping if asked (:func:`clip_x0`)."""
+        denoise = self.model_fn(net, y).denoise
+        return clip_x0(denoise, self.path, clip) if clip else denoise
+
     def sample(self, nets: dict[str, nn.Module], x_init: Tensor, y: Tensor | None = None,
                solver: str | None = None, nfe: int | None = None, noise=None, **opts) -> SolverResult:
         """Start from sigma_max times x_init ~ N(0, I) and solve down to sigma = 0 with any solver of
         :mod:`genbench.solvers` (default: Heun on the Karras grid, EDM's Algorithm 1)."""
         solver = self.cfg.solver if solver in (None, "default") else solver
         x = x_init * self.path.sigma_max
-        return solve(solver, self.model_fn(nets["model"], y).denoise, self.path, x,
+        return solve(solver, self.denoiser(nets["model"], y, opts.pop("clip", None)), self.path, x,
                      None if solver == "dopri5" else (nfe or self.cfg.nfe), noise or default_noise, **opts)

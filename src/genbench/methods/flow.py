@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from genbench.config import PLAYERS, FlowConfig
-from genbench.methods.model_fn import ModelFn, per_sample_mse
+from genbench.methods.model_fn import ModelFn, clip_x0, per_sample_mse
 from genbench.paths import LinearPath, from_x0_eps, q_sample
 from genbench.randomness import LOCAL, default_noise
 from genbench.solvers import SolverResult, solve
@@ -41,9 +41,14 @@ class Flow:
     def model_fn(self, net: nn.Module, y: Tensor | None = None) -> ModelFn:
         return ModelFn(net, self.path, "velocity", y)
 
+    def denoiser(self, net: nn.Module, y: Tensor | None = None, clip: str | None = None):
+        """``denoise(x_t, t) -> (x0, eps)`` for the solvers, with x0 clipping if asked (:func:`clip_x0`)."""
+        denoise = self.model_fn(net, y).denoise
+        return clip_x0(denoise, self.path, clip) if clip else denoise
+
     def sample(self, nets: dict[str, nn.Module], x_init: Tensor, y: Tensor | None = None,
                solver: str | None = None, nfe: int | None = None, noise=None, **opts) -> SolverResult:
         """Integrate from t=1 to 0 with any ODE/SDE solver of :mod:`genbench.solvers` (default Euler)."""
         solver = self.cfg.solver if solver in (None, "default") else solver
-        return solve(solver, self.model_fn(nets["model"], y).denoise, self.path, x_init,
+        return solve(solver, self.denoiser(nets["model"], y, opts.pop("clip", None)), self.path, x_init,
                      None if solver == "dopri5" else (nfe or self.cfg.nfe), noise or default_noise, **opts)

@@ -7,8 +7,10 @@ every diffusion or flow model alike.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
+from genbench.config import CLIP_MODES
 from genbench.paths import Prediction, broadcast, to_x0_eps
 
 
@@ -60,3 +62,34 @@ class EDMPrecond:
         s, sd = broadcast(sigma.float(), x_t), self.sigma_data
         eps = s / (s**2 + sd**2) * x_t - sd / (s**2 + sd**2).sqrt() * out
         return c_skip * x_t + c_out * out, eps
+
+
+DYNAMIC_PERCENTILE = 0.995   # Saharia et al. 2022, Sec. 2.3 (their p)
+
+
+def clip_x0(denoise, path, mode: str, percentile: float = DYNAMIC_PERCENTILE):
+    """A denoiser whose x0 prediction is kept in the data range [-1, 1], for every solver that forms x0.
+
+    ``static``: x0 clamped to [-1, 1], as Ho et al. 2020's sampler (``clip_denoised``) and diffusers'
+    schedulers (``clip_sample``) do. ``dynamic``: dynamic thresholding (Saharia et al. 2022, Sec. 2.3):
+    per sample s = max(1, the ``percentile`` quantile of |x0|), x0 clamped to [-s, s] and divided by s.
+    eps is recomputed from the clipped x0 on the path, eps = (x_t - alpha_t x0) / sigma_t, so the solver
+    moves towards the clipped prediction.
+    """
+    if mode not in CLIP_MODES:
+        raise ValueError(f"unknown clip mode {mode!r}; choose from {CLIP_MODES}")
+
+    def clipped(x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        x0, eps = denoise(x_t, t)
+        if mode == "static":
+            x0c = x0.clamp(-1, 1)
+        else:
+            s = x0.detach().abs().flatten(1).quantile(percentile, dim=1).clamp(min=1)
+            s = broadcast(s, x0)
+            x0c = torch.maximum(torch.minimum(x0, s), -s) / s
+        c = path.coeffs(t)
+        sigma = broadcast(c.sigma, x_t)
+        eps = torch.where(sigma > 0, (x_t - broadcast(c.alpha, x_t) * x0c) / sigma.clamp(min=1e-20), eps)
+        return x0c, eps
+
+    return clipped
