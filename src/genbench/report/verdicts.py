@@ -134,15 +134,29 @@ def _fmt(crit: Criterion, v: float) -> str:
     return fmt_value(crit.fmt, v)
 
 
+def far_from_data(values: Values) -> dict[str, float]:
+    """Families whose samples miss most of the data (recall < LOW_RECALL): at this budget they are
+    undertrained (or collapsed), and ranking their quality or diversity against others would read
+    as a verdict on the family rather than on the budget."""
+    return {f: v["recall"][0] for f, v in values.items() if _finite(v.get("recall", (None,))[0])
+            and v["recall"][0] < LOW_RECALL}
+
+
 def derive(values: Values, floor: dict[str, float] | None = None) -> Verdicts:
-    """Rankings, pros and cons per family, and the answers to the study's three questions."""
+    """Rankings, pros and cons per family, and the answers to the study's three questions.
+
+    Quality and diversity are ranked only among the families that have reached the data
+    (:func:`far_from_data`); the others are named undertrained at this budget. Speed, cost and size
+    do not depend on training and rank every family."""
     floor = floor or {}
     out = Verdicts(rankings=[])
     fams = list(values)
+    far = far_from_data(values)
+    learned = {f: v for f, v in values.items() if f not in far}
     for f in fams:
         out.pros[f], out.cons[f] = [], []
     for crit in CRITERIA:
-        r = rank(values, crit)
+        r = rank(learned if crit.group in ("quality", "diversity") else values, crit)
         if r is None:
             continue
         out.rankings.append(r)
@@ -160,8 +174,9 @@ def derive(values: Values, floor: dict[str, float] | None = None) -> Verdicts:
                                         f"the best beats it by {lead(gap)} > CLEAR_MARGIN {CLEAR_MARGIN:.0%}"))
     for f in fams:
         v = {k: m for k, (m, _) in values[f].items() if _finite(m)}
-        if "recall" in v and v["recall"] < LOW_RECALL:
-            out.cons[f].append(Item(f"misses much of the data: recall {v['recall']:.3g}",
+        if f in far:
+            out.cons[f].append(Item(f"undertrained at this budget: its samples miss most of the data (recall "
+                                    f"{v['recall']:.3g}); not ranked on quality or diversity",
                                     f"recall < LOW_RECALL {LOW_RECALL}"))
         if "precision" in v and v["precision"] < LOW_PRECISION:
             out.cons[f].append(Item(f"many samples off the data: precision {v['precision']:.3g}",
@@ -188,6 +203,13 @@ def derive(values: Values, floor: dict[str, float] | None = None) -> Verdicts:
     by_key = {r.criterion.key: r for r in out.rankings}
     for question, keys in QUESTIONS:
         r = next((by_key[k] for k in keys if k in by_key), None)
+        if r is None and far and question != "fastest generation":
+            shown = ", ".join(f"{f} recall {far[f]:.3g}" for f in far)
+            out.answers.append({"question": question, "winner": "no verdict: undertrained at this budget",
+                                "evidence": shown + (f"; reached the data: {', '.join(learned)}" if learned else ""),
+                                "rule": f"quality and diversity are ranked among families with recall >= LOW_RECALL "
+                                        f"{LOW_RECALL} only, and need two of them; train longer"})
+            continue
         if r is None:
             out.answers.append({"question": question, "winner": "not measured", "evidence": "",
                                 "rule": f"needs one of {', '.join(keys)} for at least two families"})
