@@ -1,17 +1,125 @@
-"""`genbench demo`: the study on Fashion-MNIST sized for a 2-core laptop (`genbench study fmnist-quick`).
+"""`genbench demo`: the study on Fashion-MNIST (`genbench study fmnist-quick`), sized for this machine.
 
-Three families, 2.5 minutes of training each under one budget, evaluated on 1500 samples with one
-protocol, a short NFE sweep, and the report in ``runs/demo/report/report.html``.
+The plan is made from throughput measured here at the start, not from constants of another box: a
+few timed batches of the study's UNet give its network evaluations per second, which price the
+scoring (samples x NFE of every UNet family, the speed metric, a short NFE sweep); what is left of
+``--minutes`` after the scoring and an allowance for data, reference features and the report goes
+to training, split evenly over the three families. Scoring uses the solver that is best at few NFE
+(DPM-Solver++ 2M at 10, docs/BENCHMARKS.md), and the per-checkpoint history is left out: the
+training budget is where the minutes count.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 DEMO_PRESET = "fmnist-quick"
+DEFAULT_MINUTES = 20.0
+UNET_FAMILIES = ("diffusion", "flow")   # the families that sample with the UNet (the GAN's cost is negligible)
+EVAL_SOLVER, EVAL_NFE = "dpm++2m", 10
+EVAL_N_RANGE = (1000, 2000)             # samples per evaluation: at least 1000 (recall and FID need them)
+SCORING_SHARE = 0.25                    # the most of the minutes that scoring may take
+SWEEP_N, SWEEP_NFE = 300, (4, 8)
+# the demo leaves out the `speed` metric (batch-1 latency and a batch sweep: ~6,700 evaluations per NFE and
+# family): the evaluation's own sampling already measures images/s, which answers "fastest generation"
+METRICS = "fid,kid,is,prdc"
+ALLOWANCE_S = (60.0, 0.08)              # data, reference features, report: a fixed part and a share of the minutes
+MIN_TRAIN_MINUTES = 0.5
 
 
-def run_demo(out: Path | None = None, progress: bool = True, overrides: list[str] = ()) -> dict[str, Path]:
+@dataclass(frozen=True)
+class DemoPlan:
+    minutes: float               # the whole demo
+    unet_evals_per_s: float      # measured here
+    train_minutes: float         # per family
+    eval_n: int
+    scoring_s: float             # estimated, from the measured rate
+    allowance_s: float
+
+    @property
+    def fits(self) -> bool:
+        """Whether training still gets its minimum once scoring and the allowance are paid."""
+        return 3 * self.train_minutes * 60 + self.scoring_s + self.allowance_s <= self.minutes * 60 + 1
+
+    def minutes_needed(self) -> float:
+        """The least --minutes that fits (the allowance grows with the minutes)."""
+        fixed = 3 * MIN_TRAIN_MINUTES * 60 + self.scoring_s + ALLOWANCE_S[0]
+        return math.ceil(fixed / (1 - ALLOWANCE_S[1]) / 60)
+
+    def overrides(self) -> list[str]:
+        nfe = {f: EVAL_NFE for f in UNET_FAMILIES}
+        solver = {f: EVAL_SOLVER for f in UNET_FAMILIES}
+        sweep = {f: {EVAL_SOLVER: list(SWEEP_NFE)} for f in UNET_FAMILIES}
+        return [f"budget={{minutes: {self.train_minutes:.2f}}}", f"eval.n={self.eval_n}", f"eval.metrics={METRICS}",
+                f"eval.nfe={nfe}",
+                f"eval.solver={solver}", "eval.history_n=null", f"sweep={{n: {SWEEP_N}, solvers: {sweep}}}"]
+
+    def describe(self) -> str:
+        return (f"demo plan for {self.minutes:g} minutes on this machine: the UNet runs {self.unet_evals_per_s:,.0f} "
+                f"evaluations/s here, so scoring {self.eval_n} samples per family at {EVAL_SOLVER} NFE {EVAL_NFE} "
+                f"(+ a short NFE sweep) takes about {self.scoring_s / 60:.1f} min; with "
+                f"{self.allowance_s / 60:.1f} min for data and the report, each family trains "
+                f"{self.train_minutes:.1f} min")
+
+
+def plan_demo(minutes: float, unet_evals_per_s: float) -> DemoPlan:
+    """Split ``minutes`` between training and scoring from the measured UNet rate (pure)."""
+    total = minutes * 60
+    allowance = ALLOWANCE_S[0] + ALLOWANCE_S[1] * total
+    per_sample = len(UNET_FAMILIES) * EVAL_NFE / unet_evals_per_s
+    fixed = len(UNET_FAMILIES) * SWEEP_N * sum(SWEEP_NFE) / unet_evals_per_s
+    n = int(max(0.0, SCORING_SHARE * total - fixed) / per_sample) // 100 * 100
+    n = min(max(n, EVAL_N_RANGE[0]), EVAL_N_RANGE[1])
+    scoring = fixed + n * per_sample
+    train = (total - allowance - scoring) / 3 / 60
+    return DemoPlan(minutes, unet_evals_per_s, max(MIN_TRAIN_MINUTES, math.floor(train * 20) / 20), n,
+                    scoring, allowance)
+
+
+def measure_unet_rate(seconds: float = 3.0) -> float:
+    """Network evaluations per second of the demo's UNet at the sampling batch (64 on the CPU), in
+    inference mode and channels-last as sampling runs it, after a warm-up."""
+    import torch
+
+    from genbench.config import load_config
+    from genbench.nets import build_net
+    from genbench.presets import resolve_config
+    from genbench.sampling import resolve_batch_size
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    net = build_net(load_config(resolve_config("fmnist/ddpm")).nets["model"], (1, 28, 28)).to(device).eval()
+    net.to(memory_format=torch.channels_last)
+    batch = resolve_batch_size(None, device)
+    x = torch.randn(batch, 1, 28, 28, device=device).contiguous(memory_format=torch.channels_last)
+    t = torch.rand(batch, device=device)
+    with torch.inference_mode():
+        for _ in range(2):
+            net(x, t)
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds or done < 3:
+            net(x, t)
+            done += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return done * batch / (time.perf_counter() - start)
+
+
+def run_demo(out: Path | None = None, progress: bool = True, overrides: list[str] = (),
+             minutes: float = DEFAULT_MINUTES) -> dict[str, Path]:
+    from genbench.errors import GenbenchError
     from genbench.study import run_study
 
-    return run_study(DEMO_PRESET, list(overrides), out=out or Path("runs") / "demo", progress=progress)
+    if not minutes > 0 or not math.isfinite(minutes):
+        raise GenbenchError(f"--minutes must be a positive number (got {minutes})", "e.g. --minutes 20")
+    plan = plan_demo(minutes, measure_unet_rate())
+    if not plan.fits:
+        raise GenbenchError(f"this machine is too slow for a {minutes:g}-minute demo: its UNet runs "
+                            f"{plan.unet_evals_per_s:,.0f} evaluations/s, and scoring alone would take about "
+                            f"{plan.scoring_s / 60:.0f} minutes", f"give it --minutes {plan.minutes_needed():.0f}")
+    if progress:
+        print(plan.describe(), flush=True)
+    return run_study(DEMO_PRESET, [*plan.overrides(), *overrides], out=out or Path("runs") / "demo",
+                     progress=progress)
