@@ -70,3 +70,15 @@ def test_clipping_is_refused_where_it_means_nothing(tmp_path, capsys):
     capsys.readouterr()
     refused(["sample", str(gan), "-n", "4", "--clip", "static"], capsys, tmp_path, "GAN", "drop --clip")
     refused(["sample", str(flow), "-n", "4", "--clip", "dynamic"], capsys, tmp_path, "2-D points")
+
+
+def test_a_presets_sample_clip_is_the_default_and_the_command_line_overrides_it(env, capsys, tmp_path):
+    from test_bad_input import img_args
+
+    run = tmp_path / "ddpm"
+    assert main(img_args(env / "fmnist", run, "train.ckpt_every=2", "train.sample_every=1000", "train.grid_n=4")) == 0
+    capsys.readouterr()
+    base = ["sample", str(run), "-n", "4", "--format", "npz", "--solver", "ddim", "--nfe", "4"]
+    assert main(base) == 0 and main([*base, "--clip", "none"]) == 0
+    names = sorted(p.name for p in (run / "samples").glob("*.npz"))
+    assert len(names) == 2 and sum("-clipstatic" in n for n in names) == 1   # fmnist/ddpm: sample.clip static

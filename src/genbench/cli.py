@@ -31,7 +31,7 @@ def _is_main_process() -> bool:
 
 BATCH_HELP = "samples per batch (default 64 on the CPU, 256 on a GPU; on the CPU the samples do not depend on it)"
 CLIP_HELP = ("keep the x0 prediction in [-1, 1] while sampling: static (clamp, as Ho et al.'s sampler) or "
-             "dynamic (Saharia et al. 2022's thresholding); default none")
+             "dynamic (Saharia et al. 2022's thresholding), or none (default: the run's sample.clip)")
 TOL_HELP = "dopri5's relative and absolute tolerance (default 1e-5)"
 
 

@@ -333,6 +333,12 @@ class SampleConfig(_Strict):
 
     solver: Literal["default", DiffusionSolver] = "default"   # default: the method's solver
     nfe: int | None = Field(None, ge=1)                        # None: the method's nfe
+    # x0 clipping while sampling (CLIP_MODES): the default of grids, `genbench sample` and `eval` (--clip)
+    clip: Literal["none", "static", "dynamic"] = "none"
+
+    def clip_options(self) -> dict:
+        """The solver options this section adds (none, or {"clip": mode})."""
+        return {} if self.clip == "none" else {"clip": self.clip}
 
 
 class RunConfig(_Strict):
@@ -380,6 +386,10 @@ class RunConfig(_Strict):
                     f"network '{net.kind}' does not fit dataset '{self.data.name}': "
                     + ("2-D sets need mlp, mlp_g, mlp_d" if toy else "images need unet/dcgan/resnet")
                 )
+        if self.sample.clip != "none" and (toy or self.method.kind == "gan"):
+            raise ValueError(f"sample.clip={self.sample.clip} keeps x0 predictions in the image range; "
+                             + ("2-D points have no such range" if toy else "a GAN forms no x0 prediction")
+                             + ": use sample.clip=none")
         return self
 
     def players(self) -> tuple[str, ...]:

@@ -102,7 +102,7 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
     # images: Inception's 2048 features and 1008 logits per sample, in float32 (12 KiB)
     check_sample_memory(n, loaded.data_shape, per_sample_extra=12 * 1024 if loaded.data_kind == "image" else 0)
     solver, nfe_req = resolve_solver(cfg, solver, nfe)
-    opts = solver_options(solver, tol, clip, loaded.data_kind)
+    opts = solver_options(solver, tol, cfg.sample.clip if clip is None else clip, loaded.data_kind)
     batch_size = resolve_batch_size(batch_size, loaded.device)   # recorded as used
 
     # everything that can fail cheaply (the extractor's weights, say) fails before sampling
@@ -227,17 +227,17 @@ def nfe_sweep(run_dir: Path, solvers: list[str], nfes: tuple[int, ...] = SWEEP_N
         raise GenbenchError(f"NFE counts must each be at least 1 (got {list(nfes)})", "e.g. --nfe-list 2,4,8,16")
     curves: dict[str, list[dict]] = {}
     for solver in solvers:
-        points = []
+        points, clip = [], None
         counts = [None] if solver == "dopri5" else [k for k in nfes if allowed_nfe(solver, k)]
         for nfe in counts:
             _, rec = evaluate_run(run_dir, metrics=metrics, n=n, seed=seed, solver=solver, nfe=nfe, floor=False,
                                   tol=tol if solver == "dopri5" else None, reuse=True, **kwargs)
             if not rec:   # a rank other than 0: it only sampled
                 continue
+            clip = (rec["sampling"].get("options") or {}).get("clip")   # the run's sample.clip, or --clip
             scores = {k: v for k, v in rec["metrics"].items() if isinstance(v, (int, float))}
             points.append({"nfe": rec["sampling"]["nfe"], **scores, "images_per_s": rec["sampling"]["images_per_s"],
                            **({"tol": tol or DOPRI5_TOL} if solver == "dopri5" else {})})
-        clip = kwargs.get("clip")
         curves[solver + (f"-tol{tol:g}" if solver == "dopri5" and tol else "")
                + (f"-clip{clip}" if clip not in (None, "none") else "")] = points
     out = run_dir / "eval" / f"sweep-n{n}-seed{seed}.json"

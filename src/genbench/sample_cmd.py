@@ -28,7 +28,7 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, 
     loaded = load_run(run, checkpoint, device)
     check_sample_memory(n, loaded.data_shape)
     solver, nfe = resolve_solver(loaded.cfg, solver, nfe)
-    opts = solver_options(solver, tol, clip, loaded.data_kind)
+    opts = solver_options(solver, tol, loaded.cfg.sample.clip if clip is None else clip, loaded.data_kind)
     stem = out or run / "samples" / (
         f"generated-step{loaded.step}-{solver or 'generator'}{nfe or ''}{options_tag(opts)}-seed{seed}-n{n}"
         + ("-raw" if not use_ema else ""))

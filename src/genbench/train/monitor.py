@@ -156,7 +156,8 @@ class Monitor:
         (self.run_dir / "samples").mkdir(exist_ok=True)
         with self._sampling_nets(state) as nets:
             x, nfe = generate(state.method, nets, state.latent_shape, self.grid_seeds, self.rt.device,
-                              solver=self.cfg.sample.solver, nfe=self.cfg.sample.nfe)
+                              solver=self.cfg.sample.solver, nfe=self.cfg.sample.nfe,
+                              **self.cfg.sample.clip_options())
         path = self.run_dir / "samples" / f"grid-{state.step:09d}.png"
         if self.real_points is not None:
             save_points_plot(x, path, self.real_points, title=f"{self.cfg.name} step {state.step} (NFE {nfe})")

@@ -38,7 +38,7 @@ class ProxyEval:
         if self._protocol is None:
             self._setup()
         x, _ = generate(method, nets, latent_shape, list(range(FIRST_SEED, FIRST_SEED + self.n)), self.device,
-                        BATCH_SIZE, self.cfg.sample.solver, self.cfg.sample.nfe)
+                        BATCH_SIZE, self.cfg.sample.solver, self.cfg.sample.nfe, **self.cfg.sample.clip_options())
         tag = f"@{self.n}"
         if self.data_kind == "points":
             s = self._protocol.scores(["modes"], x)
