@@ -148,7 +148,7 @@ def _time_points(curves: list[dict]) -> list[dict]:
 def build_report(run_dirs: list[Path], out: Path, title: str | None = None, study: dict | None = None,
                  neighbours: bool = True) -> dict[str, Path]:
     """Write ``out/report.html`` (self-contained), ``out/report.md`` (+ ``out/img/``) and ``out/report.json``."""
-    from genbench.report import plots
+    import genbench.report.plots as plots
     from genbench.report.html import Figure, write_html, write_markdown
 
     if len(run_dirs) < 2:
