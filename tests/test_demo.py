@@ -32,6 +32,14 @@ def test_a_faster_machine_gets_more_samples_and_the_same_or_more_training():
     assert plan_demo(40, 330.0).train_minutes > 2 * plan_demo(20, 330.0).train_minutes - 0.5   # --minutes scales it
 
 
+def test_time_spent_before_the_plan_comes_out_of_training():
+    whole, after_install = plan_demo(20, 330.0), plan_demo(20, 330.0, spent_s=120)
+    assert after_install.train_minutes == pytest.approx(whole.train_minutes - 120 / 60 / 3 * 0.92, abs=0.06)
+    assert after_install.fits and "already spent" in after_install.describe()
+    slow = plan_demo(20, 60.0, spent_s=300)
+    assert plan_demo(slow.minutes_needed(), 60.0, spent_s=300).fits
+
+
 def test_the_plan_is_a_valid_study(tmp_path):
     plan = plan_demo(20, 330.0)
     study, _ = load_study("fmnist-quick", plan.overrides())

@@ -163,7 +163,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from genbench.demo import run_demo
 
     paths = run_demo(out=Path(args.out) if args.out else None, progress=not args.no_progress,
-                     overrides=list(args.overrides), minutes=args.minutes)
+                     overrides=list(args.overrides), minutes=args.minutes, spent_s=args.spent)
     print(f"report: {paths['html']}")
     return 0
 
@@ -280,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("overrides", nargs="*", metavar="key=value", help="override study keys, e.g. budget.minutes=1")
     m.add_argument("--out", help="study folder (default runs/demo)")
     m.add_argument("--minutes", type=float, default=20.0, help="the whole demo's wall-clock minutes (default 20)")
+    m.add_argument("--spent", type=float, default=0.0, metavar="SECONDS",
+                   help="seconds of --minutes already used before this command (make demo passes its install time)")
     m.add_argument("--no-progress", action="store_true")
     m.set_defaults(func=cmd_demo)
     return p

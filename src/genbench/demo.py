@@ -38,16 +38,17 @@ class DemoPlan:
     eval_n: int
     scoring_s: float             # estimated, from the measured rate
     allowance_s: float
+    total_s: float               # the seconds left to plan: minutes less what was spent before the plan
 
     @property
     def fits(self) -> bool:
         """Whether training still gets its minimum once scoring and the allowance are paid."""
-        return 3 * self.train_minutes * 60 + self.scoring_s + self.allowance_s <= self.minutes * 60 + 1
+        return 3 * self.train_minutes * 60 + self.scoring_s + self.allowance_s <= self.total_s + 1
 
     def minutes_needed(self) -> float:
         """The least --minutes that fits (the allowance grows with the minutes)."""
         fixed = 3 * MIN_TRAIN_MINUTES * 60 + self.scoring_s + ALLOWANCE_S[0]
-        return math.ceil(fixed / (1 - ALLOWANCE_S[1]) / 60)
+        return math.ceil((fixed / (1 - ALLOWANCE_S[1]) + self.minutes * 60 - self.total_s) / 60)
 
     def overrides(self) -> list[str]:
         nfe = {f: EVAL_NFE for f in UNET_FAMILIES}
@@ -58,16 +59,18 @@ class DemoPlan:
                 f"eval.solver={solver}", "eval.history_n=null", f"sweep={{n: {SWEEP_N}, solvers: {sweep}}}"]
 
     def describe(self) -> str:
-        return (f"demo plan for {self.minutes:g} minutes on this machine: the UNet runs {self.unet_evals_per_s:,.0f} "
+        spent = f" ({self.minutes - self.total_s / 60:.1f} of them already spent)" if self.total_s < self.minutes * 60 else ""
+        return (f"demo plan for {self.minutes:g} minutes{spent} on this machine: the UNet runs {self.unet_evals_per_s:,.0f} "
                 f"evaluations/s here, so scoring {self.eval_n} samples per family at {EVAL_SOLVER} NFE {EVAL_NFE} "
                 f"(+ a short NFE sweep) takes about {self.scoring_s / 60:.1f} min; with "
                 f"{self.allowance_s / 60:.1f} min for data and the report, each family trains "
                 f"{self.train_minutes:.1f} min")
 
 
-def plan_demo(minutes: float, unet_evals_per_s: float) -> DemoPlan:
-    """Split ``minutes`` between training and scoring from the measured UNet rate (pure)."""
-    total = minutes * 60
+def plan_demo(minutes: float, unet_evals_per_s: float, spent_s: float = 0.0) -> DemoPlan:
+    """Split ``minutes`` between training and scoring from the measured UNet rate (pure); ``spent_s``
+    of them are already gone (``make demo`` passes the time it spent installing)."""
+    total = minutes * 60 - spent_s
     allowance = ALLOWANCE_S[0] + ALLOWANCE_S[1] * total
     per_sample = len(UNET_FAMILIES) * EVAL_NFE / unet_evals_per_s
     fixed = len(UNET_FAMILIES) * SWEEP_N * sum(SWEEP_NFE) / unet_evals_per_s
@@ -76,7 +79,7 @@ def plan_demo(minutes: float, unet_evals_per_s: float) -> DemoPlan:
     scoring = fixed + n * per_sample
     train = (total - allowance - scoring) / 3 / 60
     return DemoPlan(minutes, unet_evals_per_s, max(MIN_TRAIN_MINUTES, math.floor(train * 20) / 20), n,
-                    scoring, allowance)
+                    scoring, allowance, total)
 
 
 def measure_unet_rate(seconds: float = 3.0) -> float:
@@ -108,13 +111,16 @@ def measure_unet_rate(seconds: float = 3.0) -> float:
 
 
 def run_demo(out: Path | None = None, progress: bool = True, overrides: list[str] = (),
-             minutes: float = DEFAULT_MINUTES) -> dict[str, Path]:
+             minutes: float = DEFAULT_MINUTES, spent_s: float = 0.0) -> dict[str, Path]:
     from genbench.errors import GenbenchError
     from genbench.study import run_study
 
     if not minutes > 0 or not math.isfinite(minutes):
         raise GenbenchError(f"--minutes must be a positive number (got {minutes})", "e.g. --minutes 20")
-    plan = plan_demo(minutes, measure_unet_rate())
+    if not 0 <= spent_s < minutes * 60:
+        raise GenbenchError(f"--spent must be between 0 and the --minutes in seconds (got {spent_s:g})",
+                            "it is the seconds of --minutes already used, e.g. by installing")
+    plan = plan_demo(minutes, measure_unet_rate(), spent_s)
     if not plan.fits:
         raise GenbenchError(f"this machine is too slow for a {minutes:g}-minute demo: its UNet runs "
                             f"{plan.unet_evals_per_s:,.0f} evaluations/s, and scoring alone would take about "
