@@ -134,3 +134,52 @@ def test_the_report_counts_edm_as_diffusion_and_names_the_recipe(tmp_path):
     (tmp_path / "config.yaml").write_text("name: e\nmethod: {kind: edm, sigma_data: 0.5}\n")
     rec = read_run(tmp_path)
     assert rec.family == "diffusion" and rec.recipe.startswith("EDM")
+
+
+@pytest.mark.parametrize("sigma", [0.002, 0.1, 1.0, 80.0])
+def test_the_vp_and_ve_columns_of_table_1(sigma):
+    from genbench.methods.model_fn import precond, vp_sigma, vp_sigma_inv
+
+    s = torch.tensor([sigma], dtype=torch.float64)
+    c_skip, c_out, c_in, c_noise = precond("vp", s, SD)
+    assert (c_skip.item(), c_out.item(), c_in.item()) == pytest.approx((1, -sigma, 1 / math.sqrt(sigma**2 + 1)))
+    t = c_noise.item()   # sigma^-1(sigma): sigma(t) = sqrt(exp(19.9 t^2 / 2 + 0.1 t) - 1)
+    assert math.sqrt(math.exp(0.5 * 19.9 * t**2 + 0.1 * t) - 1) == pytest.approx(sigma, rel=1e-9)
+    assert vp_sigma(vp_sigma_inv(s)).item() == pytest.approx(sigma, rel=1e-9)
+    c_skip, c_out, c_in, c_noise = precond("ve", s, SD)
+    assert (c_skip.item(), c_out.item(), c_in.item(), c_noise.item()) == pytest.approx(
+        (1, sigma, 1, math.log(sigma / 2)))
+
+
+@pytest.mark.parametrize("kind", ["vp", "ve"])
+def test_vp_and_ve_weighting_makes_a_zero_network_cost_one_and_train_on_their_noise_levels(kind):
+    """lambda = 1 / sigma^2 with c_skip = 1: F = 0 leaves D = x, so lambda ||D - x0||^2 = ||n||^2 (any data)."""
+    method = build_method(EDMConfig(precond=kind))
+    zero = EDMPrecond(lambda x, t, y: torch.zeros_like(x), method.path, SD, kind=kind)
+    gen = torch.Generator().manual_seed(0)
+    x0 = 3 * torch.rand(20_000, 1, 2, 2, generator=gen, dtype=torch.float64) - 1
+    noise = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+    for s in (0.02, 0.5, 80.0):
+        sigma = torch.full((len(x0),), s, dtype=torch.float64)
+        d = zero.denoise_sigma(x0 + s * noise, sigma).double()
+        assert (method.loss_weight(sigma) * per_sample_mse(d, x0)).mean().item() == pytest.approx(1.0, abs=0.03)
+    torch.manual_seed(0)
+    sigma = method.train_sigma(torch.zeros(20_000, 2))
+    lo, hi = (0.0, 153.0) if kind == "vp" else (0.02, 100.0)
+    assert sigma.min() >= lo and sigma.max() <= hi
+    if kind == "ve":   # ln sigma uniform on [ln 0.02, ln 100]: median sqrt(0.02 * 100)
+        assert sigma.median().item() == pytest.approx(math.sqrt(2.0), rel=0.05)
+    else:              # t uniform on [1e-5, 1]: median sigma(0.5)
+        assert sigma.median().item() == pytest.approx(math.sqrt(math.exp(19.9 / 8 + 0.05) - 1), rel=0.05)
+
+
+@pytest.mark.parametrize("kind", ["vp", "ve"])
+def test_vp_and_ve_denoise_gives_consistent_eps(kind):
+    method = build_method(EDMConfig(precond=kind))
+    net = torch.nn.Linear(4, 4).double()
+    pre = EDMPrecond(lambda x, t, y: net(x) * t[:, None].double(), method.path, SD, kind=kind)
+    x = torch.randn(8, 4, dtype=torch.float64)
+    t = torch.rand(8, dtype=torch.float64) * 0.9 + 0.05
+    x0, eps = pre.denoise(x, t)
+    sigma = method.path.sigma(t)[:, None]
+    assert torch.allclose(eps, (x - x0) / sigma, atol=1e-5)

@@ -214,6 +214,9 @@ class EDMConfig(_Strict):
     (P_mean, P_std), sampled on the VE path sigma in [sigma_min, sigma_max] (default: Heun, 35 NFE)."""
 
     kind: Literal["edm"] = "edm"
+    # Table 1's column: "edm" (the paper's), or "vp" / "ve" (Song et al. 2021's parameterisations and
+    # training noise levels, weighting 1 / sigma^2; P_mean and P_std then do not apply)
+    precond: Literal["edm", "vp", "ve"] = "edm"
     sigma_data: float = Field(0.5, gt=0)      # the data's standard deviation (0.5 for CIFAR-10 in [-1, 1])
     sigma_min: float = Field(0.002, gt=0)
     sigma_max: float = Field(80.0, gt=0)

@@ -36,19 +36,60 @@ def edm_precond(sigma: Tensor, sigma_data: float) -> tuple[Tensor, Tensor, Tenso
     return sigma_data**2 / var, sigma * sigma_data / var.sqrt(), 1 / var.sqrt(), sigma.log() / 4
 
 
+# The VP column of Table 1 (Song et al. 2021's VP SDE): sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1).
+VP_BETA_D, VP_BETA_MIN = 19.9, 0.1
+
+
+def vp_sigma(t: Tensor) -> Tensor:
+    return torch.expm1(0.5 * VP_BETA_D * t**2 + VP_BETA_MIN * t).sqrt()
+
+
+def vp_sigma_inv(sigma: Tensor) -> Tensor:
+    """t = sigma^-1(sigma) = (sqrt(beta_min^2 + 2 beta_d ln(sigma^2 + 1)) - beta_min) / beta_d (Table 1)."""
+    return ((VP_BETA_MIN**2 + 2 * VP_BETA_D * torch.log1p(sigma**2)).sqrt() - VP_BETA_MIN) / VP_BETA_D
+
+
+def precond(kind: str, sigma: Tensor, sigma_data: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """c_skip, c_out, c_in, c_noise of one column of Karras et al. 2022, Table 1: ``edm``, ``vp`` or ``ve``.
+
+    VP: c_skip = 1, c_out = -sigma, c_in = 1 / sqrt(sigma^2 + 1), c_noise = (M - 1) sigma^-1(sigma) with
+    M = 1000; genbench's networks take time in [0, 1] and scale it by 1000 themselves
+    (:data:`genbench.nets.embedding.TIME_SCALE`), so they are given sigma^-1(sigma). VE: c_skip = 1,
+    c_out = sigma, c_in = 1, c_noise = ln(sigma / 2).
+    """
+    one = torch.ones_like(sigma)
+    if kind == "edm":
+        return edm_precond(sigma, sigma_data)
+    if kind == "vp":
+        return one, -sigma, (sigma**2 + 1).rsqrt(), vp_sigma_inv(sigma)
+    if kind == "ve":
+        return one, sigma, one, (sigma / 2).log()
+    raise ValueError(f"unknown preconditioning {kind!r}; choose edm, vp or ve")
+
+
+def _eps_coeffs(kind: str, sigma: Tensor, sigma_data: float) -> tuple[Tensor, Tensor]:
+    """a, b with eps = (x - D) / sigma = a x - b F, in closed form (no cancellation at small sigma)."""
+    if kind == "edm":
+        var = sigma**2 + sigma_data**2
+        return sigma / var, sigma_data / var.sqrt()
+    zero, one = torch.zeros_like(sigma), torch.ones_like(sigma)
+    return (zero, -one) if kind == "vp" else (zero, one)
+
+
 class EDMPrecond:
     """EDM's preconditioned denoiser D(x; sigma) = c_skip x + c_out F(c_in x; c_noise) (Karras et al.
-    2022, Eq. 7) around any backbone F = ``net(x, t, y)``, which receives c_noise = ln(sigma) / 4 as
-    its time input. On the VE path x = x_0 + sigma eps, so ``denoise`` also gives
-    eps = (x - D) / sigma, formed without the cancellation of that difference at small sigma:
-    eps = sigma / (sigma^2 + sigma_data^2) x - sigma_data / sqrt(sigma^2 + sigma_data^2) F."""
+    2022, Eq. 7) around any backbone F = ``net(x, t, y)``, which receives c_noise as its time input, with
+    the coefficients of one column of Table 1 (:func:`precond`; default ``edm``). On the VE path
+    x = x_0 + sigma eps, so ``denoise`` also gives eps = (x - D) / sigma, formed without the cancellation
+    of that difference at small sigma (for EDM: eps = sigma / (sigma^2 + sigma_data^2) x -
+    sigma_data / sqrt(sigma^2 + sigma_data^2) F; for VP eps = F, for VE eps = -F)."""
 
-    def __init__(self, net: nn.Module, path, sigma_data: float, y: Tensor | None = None):
-        self.net, self.path, self.sigma_data, self.y = net, path, sigma_data, y
+    def __init__(self, net: nn.Module, path, sigma_data: float, y: Tensor | None = None, kind: str = "edm"):
+        self.net, self.path, self.sigma_data, self.y, self.kind = net, path, sigma_data, y, kind
 
     def _net(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """F(c_in x; c_noise), with c_skip and c_out shaped to multiply x."""
-        c_skip, c_out, c_in, c_noise = edm_precond(sigma.float(), self.sigma_data)
+        c_skip, c_out, c_in, c_noise = precond(self.kind, sigma.float(), self.sigma_data)
         out = self.net(broadcast(c_in, x) * x, c_noise, self.y).float()
         return out, broadcast(c_skip, x), broadcast(c_out, x)
 
@@ -59,8 +100,8 @@ class EDMPrecond:
     def denoise(self, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         sigma = self.path.sigma(t.float())
         out, c_skip, c_out = self._net(x_t, sigma)
-        s, sd = broadcast(sigma.float(), x_t), self.sigma_data
-        eps = s / (s**2 + sd**2) * x_t - sd / (s**2 + sd**2).sqrt() * out
+        a, b = _eps_coeffs(self.kind, sigma.float(), self.sigma_data)
+        eps = broadcast(a, x_t) * x_t - broadcast(b, x_t) * out
         return c_skip * x_t + c_out * out, eps
 
 

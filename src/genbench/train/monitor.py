@@ -62,9 +62,13 @@ class Monitor:
         self.write_info()
         self.bar = None
         if progress and rt.main:
+            import sys
+
             from tqdm import tqdm
 
+            # into a log file (not a terminal) a line every 30 s, not one per redraw
             self.bar = tqdm(total=1000, desc=cfg.name, unit="‰", dynamic_ncols=True, leave=True,
+                            mininterval=0.1 if sys.stderr.isatty() else 30,
                             bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
         self.t_log, self.img_log = time.time(), state.images_seen
         self.last_ckpt_step = state.step if resumed else -1
