@@ -94,5 +94,6 @@ def test_solver_names_match_the_solver_registry():
     from genbench.config import solvers_for
     from genbench.solvers import SOLVERS
 
-    assert set(solvers_for("diffusion")) == set(SOLVERS)
-    assert set(solvers_for("flow")) == set(SOLVERS) - {"ddpm"}
+    assert set(solvers_for("diffusion")) == set(SOLVERS) - {"meanflow"}
+    assert set(solvers_for("flow")) == set(SOLVERS) - {"ddpm", "meanflow"}
+    assert set(solvers_for("meanflow")) == set(SOLVERS) - {"ddpm"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from genbench.demo import EVAL_N_RANGE, SCORING_SHARE, plan_demo
+from genbench.demo import EVAL_N_RANGE, FAMILIES, SCORING_SHARE, plan_demo
 from genbench.study import load_study
 
 
@@ -14,7 +14,7 @@ def test_the_plan_gives_training_most_of_the_time_at_any_speed(rate):
     plan = plan_demo(20, rate)
     assert plan.fits and EVAL_N_RANGE[0] <= plan.eval_n <= EVAL_N_RANGE[1]
     total = 20 * 60
-    train = 3 * plan.train_minutes * 60
+    train = len(FAMILIES) * plan.train_minutes * 60
     assert train + plan.scoring_s + plan.allowance_s <= total + 1
     if rate >= 143:   # a machine like the ones the demo was sized for, or a slower one (2.3x): scoring stays small
         assert plan.scoring_s <= SCORING_SHARE * total * 1.05 and train > 0.5 * total
@@ -34,7 +34,7 @@ def test_a_faster_machine_gets_more_samples_and_the_same_or_more_training():
 
 def test_time_spent_before_the_plan_comes_out_of_training():
     whole, after_install = plan_demo(20, 330.0), plan_demo(20, 330.0, spent_s=120)
-    assert after_install.train_minutes == pytest.approx(whole.train_minutes - 120 / 60 / 3 * 0.92, abs=0.06)
+    assert after_install.train_minutes == pytest.approx(whole.train_minutes - 120 / 60 / 4 * 0.92, abs=0.06)
     assert after_install.fits and "already spent" in after_install.describe()
     slow = plan_demo(20, 60.0, spent_s=300)
     assert plan_demo(slow.minutes_needed(), 60.0, spent_s=300).fits
@@ -45,5 +45,6 @@ def test_the_plan_is_a_valid_study(tmp_path):
     study, _ = load_study("fmnist-quick", plan.overrides())
     assert study.budget.minutes == pytest.approx(plan.train_minutes)
     assert study.eval.n == plan.eval_n and study.eval.history_n is None and "speed" not in study.eval.metrics
-    assert study.eval.nfe == {"diffusion": 10, "flow": 10} and study.eval.solver["flow"] == "dpm++2m"
+    assert study.eval.nfe == {"diffusion": 10, "flow": 10, "few-step": 1} and study.eval.solver["flow"] == "dpm++2m"
+    assert set(study.runs) == {"gan", "diffusion", "flow", "few-step"} and study.eval.solver["few-step"] == "meanflow"
     assert study.sweep.n == 300 and study.sweep.solvers["diffusion"] == {"dpm++2m": [4, 8]}

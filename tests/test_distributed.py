@@ -72,6 +72,7 @@ def jobs(root: Path) -> list[tuple[str, list[str]]]:
         ("flow", toy_args("flow", d / "flow", 2)),
         ("flow-resume", toy_args("flow", d / "flow", STEPS + 1, "--resume")),
         ("gan", toy_args("gan", d / "gan", STEPS)),
+        ("meanflow", toy_args("meanflow", d / "meanflow", STEPS)),   # the JVP beside DDP (methods/meanflow.py)
         ("sample", sample_args(root / "single" / "ddpm", d / "samples")),
         ("eval", eval_args(root / "single" / "flow")),
         ("sweep", sweep_args(root / "single" / "flow", "2,3")),
@@ -113,6 +114,7 @@ def runs(tmp_path_factory):
             assert main(ddpm_args(root / "fmnist", s / "ddpm")) == 0
             assert main(toy_args("flow", s / "flow", STEPS + 1)) == 0
             assert main(toy_args("gan", s / "gan", STEPS)) == 0
+            assert main(toy_args("meanflow", s / "meanflow", STEPS)) == 0
             assert main(sample_args(s / "ddpm", s / "samples")) == 0
         torch.multiprocessing.spawn(_worker, args=(_free_port(), str(root)), nprocs=WORLD, join=True)
     finally:
@@ -159,7 +161,7 @@ def max_change(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a if a[k].is_floating_point())
 
 
-@pytest.mark.parametrize("family", ["ddpm", "flow", "gan"])
+@pytest.mark.parametrize("family", ["ddpm", "flow", "gan", "meanflow"])
 def test_two_ranks_with_half_batches_equal_one_rank(runs, family):
     root, _ = runs
     single, dist = root / "single" / family, root / "dist" / family

@@ -32,14 +32,17 @@ TOY = {
     "gan": ["nets.G.hidden=64", "nets.D.hidden=64", "nets.G.z_dim=16", "train.ema.halflife_kimg=1"],
     "ddpm": ["nets.model.hidden=64", "sample.nfe=2"],
     "flow": ["nets.model.hidden=64", "sample.nfe=2"],
+    "meanflow": ["nets.model.hidden=64", "sample.nfe=2"],
+    "ect": ["nets.model.hidden=64", "sample.nfe=2", "method.stage_steps=3"],   # + train.init_from (teacher)
 }
+EXTRA: dict[str, list[str]] = {}
 # step whose checkpoint write is killed (the gan's is the very first checkpoint: no complete
 # checkpoint exists yet, and the resumed run must start cleanly from scratch)
-KILL_IN_WRITE = {"gan": 1, "ddpm": 6, "flow": 4}
+KILL_IN_WRITE = {"gan": 1, "ddpm": 6, "flow": 4, "meanflow": 5, "ect": 3}
 
 
 def toy_args(family: str, out: Path) -> list[str]:
-    return [f"configs/toy2d/{family}.yaml", *TOY[family], "data.n_points=512", "train.batch_size=32",
+    return [f"configs/toy2d/{family}.yaml", *TOY[family], *EXTRA.get(family, []), "data.n_points=512", "train.batch_size=32",
             f"train.budget={{steps: {STEPS}}}", "train.ckpt_every=1", "train.keep_last=2", "train.log_every=2",
             "train.sample_every=1000", "train.grid_n=16", "train.tensorboard=false", "--no-progress",
             "--out", str(out)]
@@ -99,8 +102,18 @@ def logged(run: Path) -> list[dict]:
             for ln in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("family", ["gan", "ddpm", "flow"])
-def test_kill_and_resume_is_bitwise_exact(tmp_path, env, family):
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A tiny toy flow run for consistency tuning to start from."""
+    out = tmp_path_factory.mktemp("teacher") / "flow"
+    assert main(["train", *toy_args("flow", out)[:-2], "train.budget={steps: 4}", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("family", ["gan", "ddpm", "flow", "meanflow", "ect"])
+def test_kill_and_resume_is_bitwise_exact(tmp_path, env, family, request):
+    if family == "ect":   # a resumed run must not reload the teacher over its own checkpoint
+        EXTRA["ect"] = [f"train.init_from={request.getfixturevalue('teacher')}"]
     ref, run = tmp_path / "ref", tmp_path / "run"
     assert main(["train", *toy_args(family, ref)]) == 0
     rng = random.Random(f"kill-{family}")

@@ -50,11 +50,12 @@ def test_tiny_toy_study_end_to_end(tmp_path, capsys):
             "eval.metrics=modes,prdc", "eval.nfe={diffusion: 8, flow: 8}", "eval.history_n=50",
             "overrides.all=[train.tensorboard=false, data.n_points=2000, train.grid_n=100, train.log_every=10, "
             "train.ckpt_every=5, train.batch_size=64, sample.nfe=8]",
-            "sweep.solvers={diffusion: {ddim: [2, 4]}, flow: {euler: [2, 4]}}", "--out", str(out), "--no-progress"]
+            "sweep.solvers={diffusion: {ddim: [2, 4]}, flow: {euler: [2, 4]}, few-step: {meanflow: [1, 2]}}",
+            "--out", str(out), "--no-progress"]
     assert main(args) == 0, capsys.readouterr().err
     report = out / "ring" / "report"
     summary = json.loads((report / "report.json").read_text())
-    assert summary["labels"] == ["GAN", "diffusion", "flow"]
+    assert summary["labels"] == ["GAN", "diffusion", "flow", "few-step"]
     assert all("modes" in summary["values"][lb] for lb in summary["labels"])
     assert summary["protocol"]["sampling.n"] == 100
     answers = {a["question"]: a for a in summary["answers"]}
@@ -63,7 +64,8 @@ def test_tiny_toy_study_end_to_end(tmp_path, capsys):
     assert "hq-fraction-vs-nfe" in html and "quality-vs-time" not in html   # no FID on 2-D data
     assert 'id="quality-over-training"' in html                 # checkpoints 10 and 20 at eval.history_n
     assert len(list((out / "ring" / "flow-s0" / "eval").glob("eval-step5-*-n50-*.json"))) == 1
-    for fam in ("gan", "diffusion", "flow"):
+    assert len(list((out / "ring" / "few-step-s0" / "eval").glob("eval-step10-meanflow1-n100-*.json"))) == 1
+    for fam in ("gan", "diffusion", "flow", "few-step"):
         info = json.loads((out / "ring" / f"{fam}-s0" / "run.json").read_text())
         assert info["status"] == "finished" and info["step"] == 10
     # a second call continues the study: nothing is trained again

@@ -78,7 +78,9 @@ def _int_list(text: str, flag: str) -> tuple[int, ...]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from genbench.evaluate import SWEEP_NFE, evaluate_run, format_record, nfe_sweep
+    from genbench.evaluate import SWEEP_NFE, evaluate_path, format_record, nfe_sweep
+
+    external = dict(dataset=args.dataset, out=Path(args.out) if args.out else None, data_dir=args.data_dir)
 
     if args.nfe_sweep:
         solvers = (args.solver or "").split(",") if args.solver else None
@@ -86,11 +88,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise GenbenchError("--nfe-sweep needs --solver NAME[,NAME...]", "e.g. --solver euler,heun,dpm++2m")
         nfes = _int_list(args.nfe_list, "--nfe-list") if args.nfe_list is not None else SWEEP_NFE
         metrics = args.metrics if args.metrics is not None else "fid,kid"
-        path, record = nfe_sweep(Path(args.run), solvers, nfes, n=args.n, seed=args.seed,
+        path, record = nfe_sweep(Path(args.run), solvers, nfes, n=10_000 if args.n is None else args.n, seed=args.seed,
                                  metrics=metrics, checkpoint=args.checkpoint,
                                  use_ema=not args.raw, batch_size=args.batch_size,
                                  extractor_kind=args.extractor, inception_weights=args.inception_weights,
-                                 ref_split=args.ref_split, device=args.device, tol=args.tol, clip=args.clip)
+                                 ref_split=args.ref_split, device=args.device, tol=args.tol, clip=args.clip,
+                                 **external)
         if not record:   # a rank other than 0 (torchrun): it only sampled
             return 0
         key = metrics.split(",")[0]
@@ -101,11 +104,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"-> {path}")
         return 0
 
-    path, record = evaluate_run(
-        Path(args.run), checkpoint=args.checkpoint, metrics=args.metrics, n=args.n, solver=args.solver,
+    # -n: 10,000 samples of a model; all of the samples in a folder or array (or the first N)
+    n = {"n": args.n} if args.n is not None else {}
+    path, record = evaluate_path(
+        Path(args.run), checkpoint=args.checkpoint, metrics=args.metrics, solver=args.solver,
         nfe=args.nfe, use_ema=not args.raw, batch_size=args.batch_size, seed=args.seed,
         extractor_kind=args.extractor, inception_weights=args.inception_weights, ref_split=args.ref_split,
-        floor=not args.no_floor, device=args.device, overwrite=args.overwrite, tol=args.tol, clip=args.clip)
+        floor=not args.no_floor, device=args.device, overwrite=args.overwrite, tol=args.tol, clip=args.clip,
+        value_range=args.value_range, **external, **n)
     if record:   # rank 0's; the other ranks only sampled
         print(format_record(record))
         print(f"-> {path}")
@@ -147,6 +153,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          overwrite=args.overwrite)
     for kind in ("html", "md", "json"):
         print(f"{kind:>4}: {paths[kind]}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from genbench.export import export_run
+
+    paths = export_run(Path(args.run), Path(args.to), overwrite=args.overwrite, checkpoint=args.checkpoint,
+                       use_ema=not args.raw, diffusers_format=not args.no_diffusers)
+    for kind, p in paths.items():
+        print(f"{kind:>9}: {p}")
     return 0
 
 
@@ -192,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", parents=[common], help="generate samples from a trained run",
                        description="Generate N samples (PNG grid and/or .npz) with per-sample seeds.")
-    s.add_argument("run", help="run directory")
+    s.add_argument("run", help="run directory, diffusers pipeline folder or `genbench export` folder (these two "
+                               "need -o)")
     s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     s.add_argument("--seed", type=int, default=0, help="first seed; sample k uses seed+k (default 0)")
     s.add_argument("--batch-size", type=int, default=None, help=BATCH_HELP)
@@ -211,12 +228,25 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", parents=[common], help="score a run: FID, KID, IS, P/R/D/C, modes, speed",
                        description="Sample a run with per-sample seeds and score it against real data; "
                                    "writes RUN/eval/*.json with the full protocol and the real-data floor.")
-    e.add_argument("run", help="run directory")
+    e.add_argument("run", metavar="PATH",
+                   help="run directory; or from outside genbench (with --dataset): a folder of PNG/JPEG samples, "
+                        "an .npy/.npz array of samples, a diffusers pipeline folder, a `genbench export` folder")
+    e.add_argument("--dataset", default=None,
+                   help="what samples or a model from outside genbench are compared with: fashion_mnist, mnist, "
+                        "cifar10, stacked_fashion_mnist")
+    e.add_argument("-o", "--out", default=None,
+                   help="entry folder for the scores of samples/models from outside genbench (default "
+                        "runs/external-<name>); `genbench compare` takes it beside runs")
+    e.add_argument("--data-dir", default=None, help="folder holding the dataset files (outside genbench only)")
+    e.add_argument("--value-range", choices=["auto", "signed", "unit", "bytes"], default="auto",
+                   help="how an array's values read: [-1, 1], [0, 1] or 0..255 (default: detected, refused "
+                        "when ambiguous)")
     e.add_argument("--checkpoint", type=int, default=None, help="checkpoint step (default: latest)")
     e.add_argument("--metrics", default=None,
-                   help="comma list of fid,kid,is,prdc,modes,speed (default: fid,kid,is,prdc for images; "
-                        "modes,prdc for 2-D data)")
-    e.add_argument("-n", type=int, default=10_000, help="samples to generate (default 10000)")
+                   help="comma list of fid,kid,is,prdc,modes,memorisation,speed (default: fid,kid,is,prdc for "
+                        "images; modes,prdc for 2-D data)")
+    e.add_argument("-n", type=int, default=None,
+                   help="samples to generate (default 10000), or the first N of a folder/array (default: all)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--batch-size", type=int, default=None, help=BATCH_HELP)
     e.add_argument("--solver", default=None, help=SOLVER_HELP)
@@ -264,13 +294,28 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", parents=[common], help="the study report from existing run directories",
                        description="Build the report (HTML + Markdown) from evaluated runs; refuses runs whose "
                                    "evaluation protocols differ, naming the field.")
-    c.add_argument("runs", nargs="+", metavar="RUN", help="run directories (each with eval/*.json)")
+    c.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run directories (each with eval/*.json), or entry folders written by `genbench eval` for "
+                        "samples/models from outside genbench")
     c.add_argument("-o", "--out", required=True, help="report folder")
     c.add_argument("--title", default=None, help="report title")
     c.add_argument("--no-neighbours", action="store_true", help="skip the nearest-training-image search")
     c.add_argument("--overwrite", action="store_true",
                    help="replace an existing report folder (only one genbench wrote; swapped in once complete)")
     c.set_defaults(func=cmd_compare)
+
+    x = sub.add_parser("export", parents=[common], help="a run's sampling network as a folder to share",
+                       description="Write the EMA weights (safetensors), the config, a model card (README.md with "
+                                   "Hugging Face front-matter, data provenance, recipe, evaluations, samples) and, "
+                                   "where the network maps exactly, a diffusers DDIMPipeline (verified by loading "
+                                   "it back).")
+    x.add_argument("run", help="run directory")
+    x.add_argument("--to", required=True, help="export folder")
+    x.add_argument("--checkpoint", type=int, default=None, help="checkpoint step (default: latest)")
+    x.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
+    x.add_argument("--no-diffusers", action="store_true", help="do not write the diffusers format")
+    x.add_argument("--overwrite", action="store_true", help="replace an export folder genbench wrote")
+    x.set_defaults(func=cmd_export)
 
     m = sub.add_parser("demo", parents=[common], help="the study on Fashion-MNIST, sized for this machine",
                        description="`genbench study fmnist-quick` planned for --minutes (default 20) on this "
@@ -287,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-PATH_OPTIONS = {"out": "--out", "data_dir": "--data-dir", "inception_weights": "--inception-weights"}
+PATH_OPTIONS = {"out": "--out", "data_dir": "--data-dir", "inception_weights": "--inception-weights", "to": "--to"}
 
 
 def _check_path_options(args: argparse.Namespace) -> None:

@@ -101,6 +101,10 @@ class UNetConfig(_Strict):
     dropout: float = Field(0.1, ge=0, lt=1)
     groups: int = Field(32, ge=1)            # GroupNorm groups
     num_heads: int = Field(1, ge=1)
+    # MeanFlow's second time: an embedding of the interval t - r added to t's (zero at start, so the net
+    # begins as the one-time net it may be loaded from); see genbench.nets.embedding
+    second_time: bool = False
+    time_scale: float = Field(1000.0, gt=0)   # t is embedded as sin/cos of time_scale * t * frequencies
 
 
 class DCGANGConfig(_Strict):
@@ -132,6 +136,31 @@ class ResNetDConfig(_Strict):
     spectral_norm: bool = True
 
 
+class _R3GANShape(_Strict):
+    """R3GAN's G or D (Huang et al. 2024, Sec. 4, config E): stages of residual inverted-bottleneck blocks
+    without normalisation. The paper's CIFAR-10 model: ch 768, 2 blocks, 96 groups, expansion 2."""
+
+    ch: int = Field(128, ge=4)                # width of every stage
+    blocks: int = Field(2, ge=1)              # residual blocks per stage
+    groups: int = Field(8, ge=1)              # cardinality of each block's grouped 3x3 conv
+    expansion: int = Field(2, ge=1)           # the blocks' inner width is ch * expansion
+
+    @model_validator(mode="after")
+    def _groups(self):
+        if (self.ch * self.expansion) % self.groups:
+            raise ValueError(f"groups ({self.groups}) must divide ch * expansion ({self.ch * self.expansion})")
+        return self
+
+
+class R3GANGConfig(_R3GANShape):
+    kind: Literal["r3gan_g"] = "r3gan_g"
+    z_dim: int = Field(64, ge=1)
+
+
+class R3GANDConfig(_R3GANShape):
+    kind: Literal["r3gan_d"] = "r3gan_d"
+
+
 class MLPConfig(_Strict):
     """MLP for 2-D data: ``mlp`` is a time-conditioned model, ``mlp_g``/``mlp_d`` a GAN pair."""
 
@@ -139,10 +168,13 @@ class MLPConfig(_Strict):
     hidden: int = Field(256, ge=2)
     depth: int = Field(3, ge=1)
     z_dim: int = Field(2, ge=1)               # mlp_g only
+    second_time: bool = False                 # mlp only: MeanFlow's second time (see UNetConfig)
+    time_scale: float = Field(1000.0, gt=0)   # mlp only
 
 
 NetConfig = Annotated[
-    Union[UNetConfig, DCGANGConfig, DCGANDConfig, ResNetGConfig, ResNetDConfig, MLPConfig],
+    Union[UNetConfig, DCGANGConfig, DCGANDConfig, ResNetGConfig, ResNetDConfig, R3GANGConfig, R3GANDConfig,
+          MLPConfig],
     Field(discriminator="kind"),
 ]
 
@@ -150,8 +182,8 @@ NetConfig = Annotated[
 # each kind to its class, and tests/test_registries.py holds the kinds of both (and of NetConfig) equal
 NET_ROLES: dict[str, set[str]] = {
     "model": {"unet", "mlp"},
-    "G": {"dcgan_g", "resnet_g", "mlp_g"},
-    "D": {"dcgan_d", "resnet_d", "mlp_d"},
+    "G": {"dcgan_g", "resnet_g", "r3gan_g", "mlp_g"},
+    "D": {"dcgan_d", "resnet_d", "r3gan_d", "mlp_d"},
 }
 
 # ----------------------------------------------------------------------------- methods
@@ -160,9 +192,11 @@ NET_ROLES: dict[str, set[str]] = {
 # (``solver_names(path)``: all on diffusion's DiscreteVP, all but ddpm on flow's LinearPath), kept here so
 # that configs validate without torch. tests/test_solver_library.py holds the two equal.
 DiffusionSolver = Literal["ddpm", "ddim", "euler", "heun", "midpoint", "rk4", "heun_ve", "karras_sde",
-                          "dpm++2m", "dpm++2s", "unipc", "euler_maruyama", "dopri5"]
+                          "dpm++2m", "dpm++2s", "unipc", "euler_maruyama", "dopri5", "consistency"]
 FlowSolver = Literal["ddim", "euler", "heun", "midpoint", "rk4", "heun_ve", "karras_sde",
-                     "dpm++2m", "dpm++2s", "unipc", "euler_maruyama", "dopri5"]
+                     "dpm++2m", "dpm++2s", "unipc", "euler_maruyama", "dopri5", "consistency"]
+# MeanFlow's own few-step solver, z_r = z_t - (t - r) u(z_t, r, t), beside every flow solver (at r = t)
+MeanFlowSolver = Literal[FlowSolver, "meanflow"]
 
 
 # x0 clipping while sampling (genbench.methods.model_fn.clip_x0): static [-1, 1] or dynamic thresholding
@@ -172,15 +206,62 @@ CLIP_MODES = ("static", "dynamic")
 def solvers_for(kind: str) -> tuple[str, ...]:
     """The solvers a method can sample with (a GAN has none: one generator pass; EDM's VE path, like
     flow's, has no DDPM steps for ancestral sampling)."""
-    return {"gan": (), "diffusion": get_args(DiffusionSolver), "flow": get_args(FlowSolver),
-            "edm": get_args(FlowSolver)}[kind]
+    flow = get_args(FlowSolver)
+    return {"gan": (), "diffusion": get_args(DiffusionSolver), "flow": flow, "edm": flow,
+            "meanflow": (*flow, "meanflow"), "ect": flow}[kind]
 
+
+
+# D's augmentations (genbench.augment): DiffAugment's policy (Zhao et al. 2020) and ADA's groups (Karras et
+# al. 2020, App. B: pixel blitting, geometric, colour; plus cutout). Mirrored by genbench.augment.OPS.
+AUGMENT_OPS: dict[str, tuple[str, ...]] = {"diffaug": ("color", "translation", "cutout"),
+                                           "ada": ("blit", "geom", "color", "cutout")}
+
+
+class AugmentConfig(_Strict):
+    """Differentiable augmentation of every image D sees, real and fake, in both players' updates:
+    ``diffaug`` (DiffAugment) or ``ada`` (adaptive discriminator augmentation); each operation is applied
+    to a sample with probability p."""
+
+    kind: Literal["none", "diffaug", "ada"] = "none"
+    ops: list[Literal["color", "translation", "cutout", "blit", "geom"]] | None = None  # None: all of the kind's
+    p: float | None = Field(None, ge=0, le=1)       # None: 1 for diffaug; ada's starting p, 0
+    target: float | None = Field(0.6, gt=0, lt=1)   # ada: move p until E[sign D(real)] = target (None: p fixed)
+    p_kimg: float | None = Field(None, gt=0)        # ada without target: p ramps from 0 over this many kimg (R3GAN)
+    speed_kimg: float = Field(500.0, gt=0)          # ada: images over which p can go from 0 to 1
+    interval: int = Field(4, ge=1)                  # ada: D updates between adjustments of p
+
+    @model_validator(mode="after")
+    def _ops(self) -> AugmentConfig:
+        allowed = AUGMENT_OPS.get(self.kind, ())
+        for op in self.ops or ():
+            if op not in allowed:
+                raise ValueError(f"augmentation '{op}' is not one of {self.kind}'s: choose from "
+                                 + (", ".join(allowed) or "none (set augment.kind=diffaug or ada first)"))
+        return self
 
 
 class GANConfig(_Strict):
+    """The GAN objective: the loss; the zero-centred gradient penalties R1 (reals) and R2 (fakes),
+    gamma/2 E||grad D||^2, with any loss, optionally lazy and on a schedule; D's augmentation."""
+
     kind: Literal["gan"] = "gan"
-    loss: Literal["bce", "hinge"] = "bce"     # bce = the study's minimax loss, non-saturating form
+    # bce = the study's minimax loss, non-saturating form; rpgan = the relativistic pairing loss of R3GAN
+    loss: Literal["bce", "hinge", "rpgan"] = "bce"
     n_critic: int = Field(1, ge=1)            # D updates per G update
+    gamma: float = Field(0.0, ge=0)           # penalty weight (0: no penalty)
+    penalty: Literal["r1", "r2", "r1+r2"] = "r1+r2"
+    gamma_final: float | None = Field(None, ge=0)   # gamma goes to gamma_final over gamma_kimg (None: constant)
+    gamma_kimg: float | None = Field(None, gt=0)
+    gamma_schedule: Literal["cosine", "linear"] = "cosine"
+    reg_every: int = Field(1, ge=1)           # lazy: the penalty every k D updates, times k (StyleGAN2)
+    augment: AugmentConfig = AugmentConfig()
+
+    @model_validator(mode="after")
+    def _schedule(self) -> GANConfig:
+        if (self.gamma_final is None) != (self.gamma_kimg is None):
+            raise ValueError("a gamma schedule needs both gamma_final and gamma_kimg (or neither: constant gamma)")
+        return self
 
 
 class DiffusionConfig(_Strict):
@@ -232,15 +313,62 @@ class EDMConfig(_Strict):
         return self
 
 
-MethodConfig = Annotated[Union[GANConfig, DiffusionConfig, FlowConfig, EDMConfig], Field(discriminator="kind")]
+class MeanFlowConfig(_Strict):
+    """MeanFlow (Geng et al. 2025): the average velocity u(z, r, t) on the linear flow path, trained with the
+    MeanFlow identity (Eq. 6) by a Jacobian-vector product; sampled in one or a few steps (Eq. 12)."""
+
+    kind: Literal["meanflow"] = "meanflow"
+    sigma_min: float = Field(0.0, ge=0, lt=1)
+    # (t, r): two logit-normal draws, t the larger; a fraction ratio_r_neq_t keeps r != t (the rest r = t,
+    # plain flow matching). The paper's best ImageNet setting: lognorm(-0.4, 1.0), 25% (Table 1a, 1d).
+    time_mean: float = -0.4
+    time_std: float = Field(1.0, gt=0)
+    # r's own logit-normal (the official CIFAR-10 recipe draws t ~ (-0.6, 1.6), r ~ (-4.0, 1.6)); None: t's
+    r_mean: float | None = None
+    r_std: float | None = Field(None, gt=0)
+    ratio_r_neq_t: float = Field(0.25, ge=0, le=1)
+    # adaptive loss weight w = 1 / (||error||^2 + c)^p, stop-gradient (Sec. 4.3; p = 1 the paper's best)
+    adaptive_p: float = Field(1.0, ge=0)
+    adaptive_c: float = Field(1e-3, gt=0)
+    solver: MeanFlowSolver = "meanflow"
+    nfe: int | None = Field(1, ge=1)
+
+
+class ECTConfig(_Strict):
+    """Easy Consistency Tuning (Geng et al. 2024, "Consistency Models Made Easy"): a consistency model tuned
+    from a trained flow or EDM run (``train.init_from``, its EMA weights), whose parameterisation it keeps."""
+
+    kind: Literal["ect"] = "ect"
+    base: Literal["flow", "edm"] = "flow"     # the teacher's parameterisation and path
+    sigma_data: float = Field(0.5, gt=0)      # edm base: its preconditioning
+    sigma_min: float = Field(0.002, gt=0)     # edm base: its VE path
+    sigma_max: float = Field(80.0, gt=0)
+    # noise levels (as sigma = sigma/alpha of the path) ~ log-normal(P_mean, P_std) (ECT's CIFAR-10 values)
+    P_mean: float = -1.1
+    P_std: float = Field(2.0, gt=0)
+    # the mapping r(t) = t (1 - n(t) / q^stage), n(t) = 1 + k sigmoid(-b t), r clamped at 0; a stage lasts
+    # stage_steps steps, so t - r halves (q = 2) every stage (ECT Sec. 3.2, Eq. 11)
+    q: float = Field(2.0, gt=1)
+    k: float = Field(8.0, ge=0)
+    b: float = Field(1.0, ge=0)
+    stage_steps: int = Field(500, ge=1)
+    huber_c: float | None = Field(None, gt=0)  # pseudo-Huber c; None: 0.00054 sqrt(dim) (Song & Dhariwal 2023)
+    solver: FlowSolver = "consistency"
+    nfe: int | None = Field(1, ge=1)
+
+
+MethodConfig = Annotated[Union[GANConfig, DiffusionConfig, FlowConfig, EDMConfig, MeanFlowConfig, ECTConfig],
+                         Field(discriminator="kind")]
 
 # The networks each method trains, each with its own optimiser: the one definition, read by RunConfig (the
 # keys of nets/optim) and by each method class in genbench.methods (its ``players``).
 PLAYERS: dict[str, tuple[str, ...]] = {"gan": ("G", "D"), "diffusion": ("model",), "flow": ("model",),
-                                       "edm": ("model",)}
+                                       "edm": ("model",), "meanflow": ("model",), "ect": ("model",)}
 
-# The family each method belongs to in a comparison (EDM is a diffusion recipe, beside DDPM's).
-FAMILY_OF: dict[str, str] = {"gan": "gan", "diffusion": "diffusion", "edm": "diffusion", "flow": "flow"}
+# The family each method belongs to in a comparison (EDM is a diffusion recipe, beside DDPM's; MeanFlow
+# is the fourth family, the one- and few-step generators).
+FAMILY_OF: dict[str, str] = {"gan": "gan", "diffusion": "diffusion", "edm": "diffusion", "flow": "flow",
+                             "meanflow": "few-step", "ect": "few-step"}
 
 # ----------------------------------------------------------------------------- optimisation
 
@@ -297,16 +425,22 @@ class EMAConfig(_Strict):
 
     decay: float | None = Field(None, ge=0, lt=1)
     halflife_kimg: float | None = Field(None, gt=0)
+    rampup: float | None = Field(None, gt=0)   # half-life at most rampup x images seen (StyleGAN2-ADA: 0.05)
 
     @model_validator(mode="after")
     def _one(self) -> EMAConfig:
         if self.decay is not None and self.halflife_kimg is not None:
             raise ValueError("give either decay or halflife_kimg, not both")
+        if self.rampup is not None and self.halflife_kimg is None:
+            raise ValueError("rampup ramps a half-life: set halflife_kimg too")
         return self
 
 
 class TrainConfig(_Strict):
     batch_size: int = Field(128, ge=1)
+    # start the nets from another run's EMA weights (e.g. MeanFlow from a flow run: the flow model is
+    # MeanFlow at r = t); layers that run lacks (a second time embedding) keep their initialisation
+    init_from: str | None = None
     budget: BudgetConfig = BudgetConfig(steps=1000)
     ema: EMAConfig = EMAConfig(halflife_kimg=10.0)
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -334,7 +468,7 @@ class TrainConfig(_Strict):
 class SampleConfig(_Strict):
     """How the in-training grids (and default `genbench sample`) are drawn."""
 
-    solver: Literal["default", DiffusionSolver] = "default"   # default: the method's solver
+    solver: Literal["default", DiffusionSolver, "meanflow"] = "default"   # default: the method's solver
     nfe: int | None = Field(None, ge=1)                        # None: the method's nfe
     # x0 clipping while sampling (CLIP_MODES): the default of grids, `genbench sample` and `eval` (--clip)
     clip: Literal["none", "static", "dynamic"] = "none"
@@ -389,6 +523,10 @@ class RunConfig(_Strict):
                     f"network '{net.kind}' does not fit dataset '{self.data.name}': "
                     + ("2-D sets need mlp, mlp_g, mlp_d" if toy else "images need unet/dcgan/resnet")
                 )
+        if self.method.kind == "ect" and not self.train.init_from:
+            raise ValueError("method ect tunes a trained model: set train.init_from=RUN (a flow or EDM run)")
+        if self.method.kind == "meanflow" and not self.nets["model"].second_time:
+            raise ValueError("method meanflow needs a network of two times: set nets.model.second_time=true")
         if self.sample.clip != "none" and (toy or self.method.kind == "gan"):
             raise ValueError(f"sample.clip={self.sample.clip} keeps x0 predictions in the image range; "
                              + ("2-D points have no such range" if toy else "a GAN forms no x0 prediction")

@@ -4,9 +4,9 @@ The plan is made from throughput measured here at the start, not from constants 
 few timed batches of the study's UNet give its network evaluations per second, which price the
 scoring (samples x NFE of every UNet family, the speed metric, a short NFE sweep); what is left of
 ``--minutes`` after the scoring and an allowance for data, reference features and the report goes
-to training, split evenly over the three families. Scoring uses the solver that is best at few NFE
-(DPM-Solver++ 2M at 10, docs/BENCHMARKS.md), and the per-checkpoint history is left out: the
-training budget is where the minutes count.
+to training, split evenly over the four families. Scoring uses the solver that is best at few NFE
+(DPM-Solver++ 2M at 10, docs/BENCHMARKS.md; MeanFlow its own one step), and the per-checkpoint
+history is left out: the training budget is where the minutes count.
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ from pathlib import Path
 
 DEMO_PRESET = "fmnist-quick"
 DEFAULT_MINUTES = 20.0
-UNET_FAMILIES = ("diffusion", "flow")   # the families that sample with the UNet (the GAN's cost is negligible)
-EVAL_SOLVER, EVAL_NFE = "dpm++2m", 10
+FAMILIES = ("gan", "diffusion", "flow", "few-step")   # the study's, each trained for the same minutes
+# the families that sample with the UNet (the GAN's cost is negligible): solver and NFE of the evaluation
+# (the solver best at few NFE; MeanFlow's own one-step sampler) and of the short NFE sweep
+EVAL = {"diffusion": ("dpm++2m", 10), "flow": ("dpm++2m", 10), "few-step": ("meanflow", 1)}
+SWEEP = {"diffusion": ("dpm++2m", (4, 8)), "flow": ("dpm++2m", (4, 8)), "few-step": ("meanflow", (2, 4))}
 EVAL_N_RANGE = (1000, 2000)             # samples per evaluation: at least 1000 (recall and FID need them)
 SCORING_SHARE = 0.25                    # the most of the minutes that scoring may take
-SWEEP_N, SWEEP_NFE = 300, (4, 8)
+SWEEP_N = 300
 # the demo leaves out the `speed` metric (batch-1 latency and a batch sweep: ~6,700 evaluations per NFE and
 # family): the evaluation's own sampling already measures images/s, which answers "fastest generation"
 METRICS = "fid,kid,is,prdc"
@@ -43,17 +46,17 @@ class DemoPlan:
     @property
     def fits(self) -> bool:
         """Whether training still gets its minimum once scoring and the allowance are paid."""
-        return 3 * self.train_minutes * 60 + self.scoring_s + self.allowance_s <= self.total_s + 1
+        return len(FAMILIES) * self.train_minutes * 60 + self.scoring_s + self.allowance_s <= self.total_s + 1
 
     def minutes_needed(self) -> float:
         """The least --minutes that fits (the allowance grows with the minutes)."""
-        fixed = 3 * MIN_TRAIN_MINUTES * 60 + self.scoring_s + ALLOWANCE_S[0]
+        fixed = len(FAMILIES) * MIN_TRAIN_MINUTES * 60 + self.scoring_s + ALLOWANCE_S[0]
         return math.ceil((fixed / (1 - ALLOWANCE_S[1]) + self.minutes * 60 - self.total_s) / 60)
 
     def overrides(self) -> list[str]:
-        nfe = {f: EVAL_NFE for f in UNET_FAMILIES}
-        solver = {f: EVAL_SOLVER for f in UNET_FAMILIES}
-        sweep = {f: {EVAL_SOLVER: list(SWEEP_NFE)} for f in UNET_FAMILIES}
+        nfe = {f: n for f, (_, n) in EVAL.items()}
+        solver = {f: s for f, (s, _) in EVAL.items()}
+        sweep = {f: {s: list(nfes)} for f, (s, nfes) in SWEEP.items()}
         return [f"budget={{minutes: {self.train_minutes:.2f}}}", f"eval.n={self.eval_n}", f"eval.metrics={METRICS}",
                 f"eval.nfe={nfe}",
                 f"eval.solver={solver}", "eval.history_n=null", f"sweep={{n: {SWEEP_N}, solvers: {sweep}}}"]
@@ -61,7 +64,8 @@ class DemoPlan:
     def describe(self) -> str:
         spent = f" ({self.minutes - self.total_s / 60:.1f} of them already spent)" if self.total_s < self.minutes * 60 else ""
         return (f"demo plan for {self.minutes:g} minutes{spent} on this machine: the UNet runs {self.unet_evals_per_s:,.0f} "
-                f"evaluations/s here, so scoring {self.eval_n} samples per family at {EVAL_SOLVER} NFE {EVAL_NFE} "
+                f"evaluations/s here, so scoring {self.eval_n} samples per family (DPM-Solver++ 2M at NFE 10, MeanFlow "
+                f"at 1) "
                 f"(+ a short NFE sweep) takes about {self.scoring_s / 60:.1f} min; with "
                 f"{self.allowance_s / 60:.1f} min for data and the report, each family trains "
                 f"{self.train_minutes:.1f} min")
@@ -72,12 +76,12 @@ def plan_demo(minutes: float, unet_evals_per_s: float, spent_s: float = 0.0) -> 
     of them are already gone (``make demo`` passes the time it spent installing)."""
     total = minutes * 60 - spent_s
     allowance = ALLOWANCE_S[0] + ALLOWANCE_S[1] * total
-    per_sample = len(UNET_FAMILIES) * EVAL_NFE / unet_evals_per_s
-    fixed = len(UNET_FAMILIES) * SWEEP_N * sum(SWEEP_NFE) / unet_evals_per_s
+    per_sample = sum(n for _, n in EVAL.values()) / unet_evals_per_s
+    fixed = SWEEP_N * sum(sum(nfes) for _, nfes in SWEEP.values()) / unet_evals_per_s
     n = int(max(0.0, SCORING_SHARE * total - fixed) / per_sample) // 100 * 100
     n = min(max(n, EVAL_N_RANGE[0]), EVAL_N_RANGE[1])
     scoring = fixed + n * per_sample
-    train = (total - allowance - scoring) / 3 / 60
+    train = (total - allowance - scoring) / len(FAMILIES) / 60
     return DemoPlan(minutes, unet_evals_per_s, max(MIN_TRAIN_MINUTES, math.floor(train * 20) / 20), n,
                     scoring, allowance, total)
 

@@ -97,10 +97,13 @@ WEIGHTS_FILE_BYTES = Limit("WEIGHTS_FILE_BYTES", 2 * GiB, "bytes",
                            "the Inception-v3 weights file given for FID; the real one is 92 MB")
 NPZ_FILE_BYTES = Limit("NPZ_FILE_BYTES", 16 * GiB, "bytes",
                        "a cached feature file (.npz); 50,000 Inception features are 400 MB")
+SAMPLE_ARRAY_BYTES = Limit("SAMPLE_ARRAY_BYTES", 16 * GiB, "bytes",
+                           "one decoded .npy/.npz array of samples to score; 50,000 CIFAR-10 images are "
+                           "150 MB as uint8, 600 MB as float32")
 
 ALL = (CONFIG_FILE_BYTES, YAML_NODES, DATA_FILE_BYTES, CIFAR_BATCH_BYTES, CIFAR_ARCHIVE_BYTES, IMAGE_PIXELS,
        FOLDER_IMAGES, DATASET_BYTES, SAMPLES, GRID_FILE_BYTES, CHECKPOINT_BYTES, SIDECAR_BYTES, JSON_FILE_BYTES,
-       LOG_FILE_BYTES, WEIGHTS_FILE_BYTES, NPZ_FILE_BYTES)
+       LOG_FILE_BYTES, WEIGHTS_FILE_BYTES, NPZ_FILE_BYTES, SAMPLE_ARRAY_BYTES)
 
 
 def show_bytes(n: float) -> str:

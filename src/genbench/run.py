@@ -30,6 +30,8 @@ class LoadedRun:
     data_shape: tuple[int, ...]
     data_kind: str
     device: torch.device
+    # for a model from outside genbench (a diffusers folder, a `genbench export`): what it is, for the record
+    source: dict | None = None
 
     def sampling_nets(self, use_ema: bool = True) -> dict[str, nn.Module]:
         nets = dict(self.nets)

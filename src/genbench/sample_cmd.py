@@ -7,11 +7,34 @@ from pathlib import Path
 import numpy as np
 
 from genbench.errors import GenbenchError
+from genbench.external import detect
 from genbench.files import atomic_savez
 from genbench.limits import check_sample_count, check_sample_memory
 from genbench.run import load_run
 from genbench.sampling import check_seeds, generate_sharded, options_tag, resolve_solver, solver_options
 from genbench.viz import save_image_grid, save_points_plot, written_by_genbench
+
+
+def _load(path: Path, checkpoint: int | None, device: str, use_ema: bool, out: Path | None):
+    """A run, or a model from outside genbench (a diffusers pipeline folder, a `genbench export`)."""
+    kind = detect(path)
+    if kind == "run":
+        return load_run(path, checkpoint, device)
+    if kind not in ("diffusers", "export"):
+        raise GenbenchError(f"{path} is not a genbench run (no config.yaml), nor a model genbench can read",
+                            "give a run directory, a diffusers pipeline folder or a `genbench export` folder")
+    if checkpoint is not None or not use_ema:
+        raise GenbenchError(f"{path} holds one set of weights: --checkpoint and --raw do not apply",
+                            "drop --checkpoint/--raw")
+    if out is None:
+        raise GenbenchError(f"{path} is not a run: its samples have no run folder to go to", "give -o PATH")
+    if kind == "diffusers":
+        from genbench.external.diffusers import load_diffusers
+
+        return load_diffusers(path, None, device, need_dataset=False)
+    from genbench.export import load_export
+
+    return load_export(path, device)
 
 
 def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, use_ema: bool = True,
@@ -25,7 +48,7 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, 
         raise GenbenchError(f"unknown output format {bad or formats}", "use --format png, npz or png,npz")
     check_sample_count(n)
     check_seeds(seed, n)
-    loaded = load_run(run, checkpoint, device)
+    loaded = _load(Path(run), checkpoint, device, use_ema, out)
     check_sample_memory(n, loaded.data_shape)
     solver, nfe = resolve_solver(loaded.cfg, solver, nfe)
     opts = solver_options(solver, tol, loaded.cfg.sample.clip if clip is None else clip, loaded.data_kind)

@@ -29,7 +29,7 @@ from genbench.errors import GenbenchError
 from genbench.files import write_json
 from genbench.presets import resolve_config, resolve_study
 
-Family = Literal["gan", "diffusion", "flow"]
+Family = Literal["gan", "diffusion", "flow", "few-step"]
 
 
 class _Strict(BaseModel):

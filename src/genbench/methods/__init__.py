@@ -1,4 +1,4 @@
-"""The families (GAN, DDPM and EDM diffusion, flow matching), each a small object: ``loss(nets, player, x, y)`` and ``sample(nets, x_init)``.
+"""The families (GAN, DDPM and EDM diffusion, flow matching, MeanFlow, consistency tuning), each a small object: ``loss(nets, player, x, y)`` and ``sample(nets, x_init)``.
 
 A method names its ``players`` (networks with their own optimiser; read from
 :data:`genbench.config.PLAYERS`, the one definition), the ``updates`` made per training step (e.g.
@@ -8,19 +8,22 @@ loop knows nothing else about it. :data:`METHODS` maps each ``method.kind`` to i
 
 from __future__ import annotations
 
-from genbench.config import DiffusionConfig, EDMConfig, FlowConfig, GANConfig
+from genbench.config import DiffusionConfig, ECTConfig, EDMConfig, FlowConfig, GANConfig, MeanFlowConfig
 from genbench.methods.diffusion import Diffusion
+from genbench.methods.ect import ECT
 from genbench.methods.edm import EDM
 from genbench.methods.flow import Flow
 from genbench.methods.gan import GAN
+from genbench.methods.meanflow import MeanFlow
 
-Method = GAN | Diffusion | Flow | EDM
+Method = GAN | Diffusion | Flow | EDM | MeanFlow | ECT
 
-METHODS: dict[str, type[Method]] = {"gan": GAN, "diffusion": Diffusion, "flow": Flow, "edm": EDM}
+METHODS: dict[str, type[Method]] = {"gan": GAN, "diffusion": Diffusion, "flow": Flow, "edm": EDM,
+                                    "meanflow": MeanFlow, "ect": ECT}
 
 
-def build_method(cfg: GANConfig | DiffusionConfig | FlowConfig | EDMConfig) -> Method:
+def build_method(cfg: GANConfig | DiffusionConfig | FlowConfig | EDMConfig | MeanFlowConfig | ECTConfig) -> Method:
     return METHODS[cfg.kind](cfg)
 
 
-__all__ = ["EDM", "GAN", "METHODS", "Diffusion", "Flow", "Method", "build_method"]
+__all__ = ["ECT", "EDM", "GAN", "METHODS", "Diffusion", "Flow", "MeanFlow", "Method", "build_method"]

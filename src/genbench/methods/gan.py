@@ -1,20 +1,30 @@
-"""GAN objectives (Goodfellow et al. 2014) for a generator G and a discriminator D.
+"""GANs (Goodfellow et al. 2014) for a generator G and a discriminator D: the losses of
+:mod:`genbench.methods.gan_losses` (``bce``, ``hinge``, ``rpgan``), the zero-centred gradient
+penalties R1 and R2 with any of them, and D's differentiable augmentation (:mod:`genbench.augment`).
 
-* ``bce``: the minimax game of the study, with D trained on binary cross-entropy (real = 1,
-  fake = 0) and G on the non-saturating loss -log D(G(z)) (Goodfellow et al. 2014, Sec. 3).
-* ``hinge``: D: E[relu(1 - D(x))] + E[relu(1 + D(G(z)))], G: -E[D(G(z))] (Lim & Ye 2017;
-  Miyato et al. 2018).
+* Penalties (Mescheder et al. 2018; R3GAN, Huang et al. 2024): gamma/2 E||grad D||^2 on the inputs
+  before augmentation (the gradient passes through it), gamma on a schedule (``gamma_at``). Lazy
+  regularisation (Karras et al. 2020, "Analyzing and Improving the Image Quality of StyleGAN", App. B):
+  the penalty only every k-th D update, multiplied by k, and D's Adam lr and betas rescaled by
+  c = k/(k+1) (``optim_ratio``, read by the training state when it builds the optimisers).
+* Augmentation (DiffAugment, Zhao et al. 2020; ADA, Karras et al. 2020): every image D sees, real or
+  fake, in D's update and in G's. ADA's p is adjusted from the signs of D on reals.
+* Logged per D update: ``D_sign_real`` (E[sign D(real)], ADA's overfitting signal, for every GAN),
+  ``r1``/``r2`` (the last penalties), ``gamma``, and ADA's ``ada_p``.
 
-D outputs logits, so BCE is computed stably with softplus: -log sigmoid(l) = softplus(-l).
+The counters (D updates, images), the last penalties and ADA's state are :meth:`state_dict`, part of
+the checkpoint, so that a resumed run continues bit for bit.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genbench.augment import build_augment
 from genbench.config import PLAYERS, GANConfig
+from genbench.errors import GenbenchError
+from genbench.methods.gan_losses import d_loss, g_loss, gamma_at, gradient_penalty, needs_reals_for_g, real_signs
 from genbench.randomness import LOCAL
 from genbench.solvers import SolverResult
 
@@ -22,32 +32,79 @@ from genbench.solvers import SolverResult
 class GAN:
     players = PLAYERS["gan"]
     sample_player = "G"
-    data_players = ("D",)  # the G update needs no real images
+    data_players = ("D",)  # the G update needs no new real images (rpgan pairs G's fakes with D's last batch)
     draws = LOCAL           # per-sample noise; the training loop installs a rank-aware one
 
     def __init__(self, cfg: GANConfig):
         self.cfg = cfg
         self.updates = ("D",) * cfg.n_critic + ("G",)
+        self.augment = build_augment(cfg.augment)
+        self.d_updates = 0                       # lazy regularisation's clock
+        self.nimg = 0                            # real images through D updates (all ranks): gamma's clock
+        self.last_penalty: dict[str, Tensor] = {}
 
     def latent_shape(self, data_shape: tuple[int, ...], nets: dict[str, nn.Module]) -> tuple[int, ...]:
         return (nets["G"].z_dim,)
 
+    def optim_ratio(self, player: str) -> float:
+        """c = k/(k+1) for D under lazy regularisation every k updates (lr x c, betas ** c), else 1."""
+        k = self.cfg.reg_every
+        return k / (k + 1) if player == "D" and k > 1 and self.cfg.gamma > 0 else 1.0
+
     def loss(self, nets: dict[str, nn.Module], player: str, x: Tensor, y: Tensor | None) -> dict[str, Tensor]:
         G, D = nets["G"], nets["D"]
+        if self.cfg.augment.kind != "none" and x.dim() != 4:
+            raise GenbenchError(f"method.augment.kind={self.cfg.augment.kind} augments images, but the data "
+                                f"are points of shape {tuple(x.shape[1:])}", "set method.augment.kind=none")
         z = self.draws.randn(x, (G.z_dim,))
-        if player == "D":
+        return self.d_loss(G, D, x, y, z) if player == "D" else self.g_loss(G, D, x, y, z)
+
+    def d_loss(self, G, D, x: Tensor, y, z: Tensor) -> dict[str, Tensor]:
+        cfg, k = self.cfg, self.cfg.reg_every
+        with torch.no_grad():
+            fake = G(z, None, y)
+        regularise = cfg.gamma > 0 and self.d_updates % k == 0
+        r1, r2 = regularise and cfg.penalty != "r2", regularise and cfg.penalty != "r1"
+        real, fake = x.detach().requires_grad_(r1), fake.detach().requires_grad_(r2)
+        real_logit = D(self.augment(real, self.draws), None, y).float()
+        fake_logit = D(self.augment(fake, self.draws), None, y).float()
+        loss = d_loss(cfg.loss, real_logit, fake_logit)
+        gamma = gamma_at(cfg, self.nimg / 1000)
+        if regularise:
+            penalties = {name: gradient_penalty(inputs, logits).mean()
+                         for name, on, inputs, logits in (("r1", r1, real, real_logit), ("r2", r2, fake, fake_logit))
+                         if on}
+            loss = loss + gamma / 2 * k * sum(penalties.values())
+            self.last_penalty = {name: p.detach() for name, p in penalties.items()}
+        signs = real_signs(cfg.loss, real_logit, fake_logit)
+        global_batch = x.shape[0] * self.draws.world
+        self.augment.observe(signs, global_batch)
+        self.d_updates += 1
+        self.nimg += global_batch
+        out = {"loss": loss, "D_real": torch.sigmoid(real_logit).mean().detach(),
+               "D_fake": torch.sigmoid(fake_logit).mean().detach(), "D_sign_real": signs.mean(),
+               **self.last_penalty, **self.augment.log()}
+        if cfg.gamma > 0:
+            out["gamma"] = torch.full((), gamma, device=loss.device)
+        return out
+
+    def g_loss(self, G, D, x: Tensor, y, z: Tensor) -> dict[str, Tensor]:
+        fake_logit = D(self.augment(G(z, None, y), self.draws), None, y).float()
+        real_logit = None
+        if needs_reals_for_g(self.cfg.loss):   # D is frozen and the reals do not depend on G
             with torch.no_grad():
-                fake = G(z, None, y)
-            real_logit, fake_logit = D(x, None, y).float(), D(fake, None, y).float()
-            if self.cfg.loss == "bce":
-                loss = F.softplus(-real_logit).mean() + F.softplus(fake_logit).mean()
-            else:
-                loss = F.relu(1 - real_logit).mean() + F.relu(1 + fake_logit).mean()
-            return {"loss": loss, "D_real": torch.sigmoid(real_logit).mean().detach(),
-                    "D_fake": torch.sigmoid(fake_logit).mean().detach()}
-        fake_logit = D(G(z, None, y), None, y).float()
-        loss = F.softplus(-fake_logit).mean() if self.cfg.loss == "bce" else -fake_logit.mean()
-        return {"loss": loss}
+                real_logit = D(self.augment(x, self.draws), None, y).float()
+        return {"loss": g_loss(self.cfg.loss, fake_logit, real_logit)}
+
+    def state_dict(self) -> dict:
+        return {"d_updates": self.d_updates, "nimg": self.nimg,
+                "last_penalty": {k: v.clone() for k, v in self.last_penalty.items()},
+                "augment": self.augment.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.d_updates, self.nimg = int(state["d_updates"]), int(state["nimg"])
+        self.last_penalty = {k: v.clone() for k, v in state["last_penalty"].items()}
+        self.augment.load_state_dict(state["augment"])
 
     def sample(self, nets: dict[str, nn.Module], x_init: Tensor, y: Tensor | None = None,
                solver: str | None = None, nfe: int | None = None, noise=None, **opts) -> SolverResult:

@@ -7,7 +7,8 @@ which are parameters here.
 - Images (:class:`ImageProtocol`): features of an extractor (:mod:`genbench.metrics.extractors`);
   the reference is ``ref_n`` real images of ``ref_split`` (cached, :mod:`genbench.metrics.reference`);
   the scores are FID, KID, IS, precision/recall/density/coverage and, for stacked images, mode
-  counts; the floor is the same scores of the other split's real images against the reference.
+  counts, and with ``memorisation`` the copy measures of :mod:`genbench.metrics.memorisation`; the
+  floor is the same scores of the other split's real images against the reference.
 - 2-D points (:class:`PointProtocol`): the reference is the fixed training set of the toy data; the
   scores are mode counts and precision/recall/density/coverage; the floor scores fresh draws from
   the true distribution.
@@ -25,6 +26,14 @@ from genbench.data.transforms import to_uint8
 from genbench.metrics.extractors import ChannelStacked, extractor_for_data
 from genbench.metrics.features import FeatureExtractor
 from genbench.metrics.fid import fid_from_features, inception_score, kid
+from genbench.metrics.memorisation import (
+    CT_CELLS,
+    CT_MIN_GENERATED,
+    MEMO_SAMPLES,
+    NN_RATIO,
+    data_copying_ct,
+    memorised_fraction,
+)
 from genbench.metrics.modes import toy_mode_stats
 from genbench.metrics.prdc import prdc
 from genbench.metrics.reference import Reference, reference_features
@@ -32,7 +41,14 @@ from genbench.metrics.reference import Reference, reference_features
 FID_REFERENCE_N = 10_000      # real images in the reference of a train-split evaluation
 KID_SUBSETS = 100             # random subsets KID averages over
 KID_SUBSET_SIZE = 1000        # their size (clamped to the set sizes)
-EXTRACTOR_METRICS = ("fid", "kid", "is", "prdc", "modes")   # the image metrics that need features
+EXTRACTOR_METRICS = ("fid", "kid", "is", "prdc", "modes", "memorisation")   # the image metrics that need features
+# the fewest samples each metric is defined for: two for a covariance or an unbiased MMD, k_dc + 1 = 6 for
+# the 5th nearest neighbour, 10 for IS's splits, a C_T cell's 20 generated points
+MIN_SAMPLES = {"fid": 2, "kid": 2, "is": 10, "prdc": 6, "modes": 1, "memorisation": CT_MIN_GENERATED}
+MEMORISATION_INFO = {"nn_ratio_threshold": NN_RATIO, "samples_searched": MEMO_SAMPLES, "distance": "pixel L2",
+                     "ct_cells": CT_CELLS, "ct_min_generated_per_cell": CT_MIN_GENERATED,
+                     "ct_space": "extractor features", "ct_held_out": "even rows of the held-out split",
+                     "floor": "odd rows of the held-out split"}
 FLOOR_SEED = 12345            # the held-out draw of a 2-D set's floor
 
 
@@ -62,6 +78,7 @@ class ImageProtocol:
         self.data_cfg, self.extractor = data_cfg, extractor
         self.ref_split, self.ref_n, self.kid_subsets = ref_split, ref_n, kid_subsets
         self._reference: Reference | None = None
+        self._memo: tuple | None = None
 
     @classmethod
     def for_data(cls, data_cfg: DataConfig, device, extractor_kind: str | None = None,
@@ -90,15 +107,37 @@ class ImageProtocol:
         return self.reference().info
 
     def scores(self, metrics: list[str], x: Tensor) -> dict:
-        """The chosen scores of samples ``x`` (model range) against the reference."""
-        images = to_uint8(x)
+        """The chosen scores of samples ``x`` (model range, or uint8 images) against the reference."""
+        images = x if x.dtype == torch.uint8 else to_uint8(x)
         ref = self.reference()
         fake = self.extractor.extract(images, batch_size=500)
         out: dict = {}
         if "modes" in metrics and isinstance(self.extractor, ChannelStacked):   # the 1000 class triples
             out.update(self.extractor.mode_stats(images))
         out.update(image_scores(metrics, ref.features, fake.features, fake.logits, kid_subsets=self.kid_subsets))
+        if "memorisation" in metrics:
+            out.update(self._memorisation(images, fake.features))
         return out
+
+    def _held_split(self) -> str:
+        return "test" if self.ref_split == "train" else "train"
+
+    def _memorisation_data(self) -> tuple:
+        """Training images (pixels, the whole reference split), and the held-out split's features cut
+        in two halves: the even rows are C_T's held-out set, the odd rows the floor's "samples"."""
+        if self._memo is None:
+            from genbench.metrics.reference import real_images
+
+            train, _ = real_images(self.data_cfg, self.ref_split, None)
+            held_images, _ = real_images(self.data_cfg, self._held_split(), FID_REFERENCE_N)
+            held = reference_features(self.extractor, self.data_cfg, self._held_split(), FID_REFERENCE_N).features
+            self._memo = (train, held[0::2], held[1::2], held_images[1::2])
+        return self._memo
+
+    def _memorisation(self, images: Tensor, features: np.ndarray) -> dict:
+        train, held_even, _, _ = self._memorisation_data()
+        return {"memorised_fraction": memorised_fraction(images[:MEMO_SAMPLES], train),
+                "ct": data_copying_ct(self.reference().features, held_even, features)}
 
     def floor(self, metrics: list[str], n: int) -> dict:
         """The same scores (but modes) of up to ``n`` real images of the other split: the best a model can do."""
@@ -106,6 +145,10 @@ class ImageProtocol:
         held = reference_features(self.extractor, self.data_cfg, held_split, min(n, FID_REFERENCE_N))
         out = image_scores([m for m in metrics if m != "modes"], self.reference().features, held.features,
                            held.logits, kid_subsets=self.kid_subsets)
+        if "memorisation" in metrics:
+            train, held_even, held_odd, odd_images = self._memorisation_data()
+            out["memorised_fraction"] = memorised_fraction(odd_images[:MEMO_SAMPLES], train)
+            out["ct"] = data_copying_ct(self.reference().features, held_even, held_odd)
         out["split"] = held_split
         out["n"] = held.info["n"]
         return out

@@ -1,8 +1,8 @@
 """Networks: every net is called as ``forward(x, t=None, y=None)``.
 
 Model nets (``unet``, ``mlp``) map x of the data shape and times t in [0, 1] to the data shape;
-generators (``dcgan_g``, ``resnet_g``, ``mlp_g``) map latents (N, z_dim) to samples and expose
-``z_dim``; discriminators (``dcgan_d``, ``resnet_d``, ``mlp_d``) map samples to logits (N,).
+generators (``dcgan_g``, ``resnet_g``, ``r3gan_g``, ``mlp_g``) map latents (N, z_dim) to samples and
+expose ``z_dim``; discriminators (``dcgan_d``, ``resnet_d``, ``r3gan_d``, ``mlp_d``) map samples to logits (N,).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from genbench.errors import GenbenchError
 from genbench.limits import check_memory
 from genbench.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from genbench.nets.mlp import MLP, MLPDiscriminator, MLPGenerator
+from genbench.nets.r3gan import R3GANDiscriminator, R3GANGenerator
 from genbench.nets.sngan import ResNetDiscriminator, ResNetGenerator
 from genbench.nets.unet import UNet
 
@@ -27,6 +28,8 @@ NETS: dict[str, type[nn.Module]] = {
     "dcgan_d": DCGANDiscriminator,
     "resnet_g": ResNetGenerator,
     "resnet_d": ResNetDiscriminator,
+    "r3gan_g": R3GANGenerator,
+    "r3gan_d": R3GANDiscriminator,
     "mlp_g": MLPGenerator,
     "mlp_d": MLPDiscriminator,
 }
@@ -82,6 +85,8 @@ __all__ = [
     "DCGANGenerator",
     "MLPDiscriminator",
     "MLPGenerator",
+    "R3GANDiscriminator",
+    "R3GANGenerator",
     "ResNetDiscriminator",
     "ResNetGenerator",
     "UNet",

@@ -15,7 +15,7 @@ from torch import nn
 
 from genbench.config import MLPConfig
 from genbench.errors import GenbenchError
-from genbench.nets.embedding import as_time, timestep_embedding
+from genbench.nets.embedding import IntervalEmbedding, as_time, refuse_second_time, timestep_embedding
 
 # Width of the sinusoidal time features; 32 frequencies span 1 .. 1/10000 of the 1000-step range.
 TIME_DIM = 64
@@ -40,18 +40,27 @@ def _stack(d_in: int, hidden: int, depth: int, d_out: int, act: Callable[[], nn.
 
 
 class MLP(nn.Module):
-    """``forward(x, t, y=None)``: x of shape (N, D), t of shape (N,) in [0, 1] -> (N, D); y is ignored."""
+    """``forward(x, t, y=None, r=None)``: x of shape (N, D), t of shape (N,) in [0, 1] -> (N, D); y is
+    ignored; r only with ``second_time`` (MeanFlow, :class:`IntervalEmbedding` added to t's features)."""
 
     def __init__(self, cfg: MLPConfig, data_shape: tuple[int, ...], num_classes: int | None = None):
         super().__init__()
         dim = _vector_dim(data_shape, "mlp")
         self.net = _stack(dim + TIME_DIM, cfg.hidden, cfg.depth, dim, nn.SiLU)
+        self.time_scale = cfg.time_scale
+        self.interval = IntervalEmbedding(TIME_DIM, TIME_DIM, cfg.time_scale) if cfg.second_time else None
 
     def forward(
-        self, x: torch.Tensor, t: torch.Tensor | float | None = None, y: torch.Tensor | None = None
+        self, x: torch.Tensor, t: torch.Tensor | float | None = None, y: torch.Tensor | None = None,
+        r: torch.Tensor | float | None = None,
     ) -> torch.Tensor:
-        temb = timestep_embedding(as_time(t, x.shape[0], x.device), TIME_DIM).to(x.dtype)
-        return self.net(torch.cat([x, temb], dim=1))
+        t = as_time(t, x.shape[0], x.device)
+        temb = timestep_embedding(t, TIME_DIM, self.time_scale).to(x.dtype)
+        if self.interval is not None:
+            temb = temb + self.interval(t, r)
+        else:
+            refuse_second_time(r)
+        return self.net(torch.cat([x, temb.to(x.dtype)], dim=1))
 
 
 class MLPGenerator(nn.Module):

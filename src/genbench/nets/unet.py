@@ -12,7 +12,7 @@ from torch import nn
 
 from genbench.config import UNetConfig
 from genbench.errors import GenbenchError
-from genbench.nets.embedding import as_time, timestep_embedding
+from genbench.nets.embedding import IntervalEmbedding, as_time, refuse_second_time, timestep_embedding
 from genbench.nets.shapes import image_shape
 from genbench.nets.unet_blocks import Downsample, ResAttn, Upsample, group_norm, init_xavier, zero_
 
@@ -60,7 +60,8 @@ def _check(cfg: UNetConfig, h: int, w: int) -> list[int]:
 
 
 class UNet(nn.Module):
-    """``forward(x, t, y=None)``: x of the data shape, t of shape (N,) in [0, 1] -> output of x's shape.
+    """``forward(x, t, y=None, r=None)``: x of the data shape, t of shape (N,) in [0, 1] -> output of x's
+    shape; with ``second_time`` also r (MeanFlow's u(z, r, t), :class:`IntervalEmbedding`).
 
     Layout (Ho et al. 2020, Appendix B): conv_in; per level ``num_res_blocks`` residual blocks
     (self-attention after each at ``attn_resolutions``) and a stride-2 downsampling conv between
@@ -126,12 +127,21 @@ class UNet(nn.Module):
         self.norm_out = group_norm(width, groups)
         # Zero-initialised like the DDPM code, so the untrained net outputs exactly 0.
         self.conv_out = zero_(nn.Conv2d(width, c_img, 3, padding=1))
+        self.time_scale = cfg.time_scale
+        # built last, so that the one-time net's initialisation is the same with or without it
+        self.interval = IntervalEmbedding(ch, t_dim, cfg.time_scale) if cfg.second_time else None
 
     def forward(
-        self, x: torch.Tensor, t: torch.Tensor | float | None = None, y: torch.Tensor | None = None
+        self, x: torch.Tensor, t: torch.Tensor | float | None = None, y: torch.Tensor | None = None,
+        r: torch.Tensor | float | None = None,
     ) -> torch.Tensor:
         n = x.shape[0]
-        temb = self.time_mlp(timestep_embedding(as_time(t, n, x.device), self.ch))
+        t = as_time(t, n, x.device)
+        temb = self.time_mlp(timestep_embedding(t, self.ch, self.time_scale).to(self.time_mlp[0].weight.dtype))
+        if self.interval is not None:
+            temb = temb + self.interval(t, r)
+        else:
+            refuse_second_time(r)
         if self.class_emb is not None:
             labels = y if y is not None else torch.full((n,), self.num_classes, device=x.device)
             temb = temb + self.class_emb(labels)

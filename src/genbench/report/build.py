@@ -19,7 +19,7 @@ from genbench.report.collect import (
 )
 from genbench.report.verdicts import THRESHOLDS, derive, fmt_value
 
-FAMILY_ORDER = ("gan", "diffusion", "flow")
+FAMILY_ORDER = ("gan", "diffusion", "flow", "few-step", "external")
 
 # overview rows: (group, key, label, format, "low"/"high" better or "" for context only)
 ROWS: tuple[tuple[str, str, str, str, str], ...] = (
@@ -33,6 +33,8 @@ ROWS: tuple[tuple[str, str, str, str, str], ...] = (
     ("diversity", "coverage", "coverage (k=5)", "{:.3f}", "high"),
     ("diversity", "modes", "modes covered", "{:.0f}", "high"),
     ("diversity", "copy_ratio", "nearest-train distance / real's", "{:.2f}", ""),
+    ("diversity", "memorised_fraction", "copies: nearest/2nd-nearest train < 1/3", "{:.3f}", ""),
+    ("diversity", "ct", "data-copying C_T (0: none, << 0: copying)", "{:.2f}", ""),
     ("speed", "train_seconds", "training wall-clock (s)", "{:.0f}", ""),
     ("speed", "kimg", "images seen in training (k)", "num", ""),
     ("speed", "sample_images_per_s", "sampling images/s (eval batch)", "num", "high"),
@@ -42,7 +44,8 @@ ROWS: tuple[tuple[str, str, str, str, str], ...] = (
     ("size", "sample_params", "parameters (sampling network)", "{:,.0f}", "low"),
     ("size", "total_params", "parameters (all trained networks)", "{:,.0f}", ""),
 )
-FLOOR_KEYS = ("fid", "kid", "precision", "density", "is", "hq_fraction", "recall", "coverage", "modes")
+FLOOR_KEYS = ("fid", "kid", "precision", "density", "is", "hq_fraction", "recall", "coverage", "modes",
+              "memorised_fraction", "ct")
 
 
 def run_values(run: RunRecord) -> dict[str, float]:
@@ -61,11 +64,11 @@ def run_values(run: RunRecord) -> dict[str, float]:
         out["best_images_per_s"] = float(sp["images_per_s"])
     ck = e.get("checkpoint") or {}
     secs = ck.get("train_seconds") if ck.get("train_seconds") is not None else run.info.get("train_seconds")
-    if secs is not None:
-        out["train_seconds"] = float(secs)
+    if secs is not None:   # a run started from another (train.init_from) is charged that run's time too
+        out["train_seconds"] = float(secs) + float((run.info.get("init_from") or {}).get("seconds", 0.0))
     seen = ck.get("images_seen", run.info.get("images_seen"))
     if seen is not None:
-        out["kimg"] = float(seen) / 1000
+        out["kimg"] = (float(seen) + float((run.info.get("init_from") or {}).get("images_seen", 0))) / 1000
     if run.sample_params:
         out["sample_params"] = float(run.sample_params)
     if run.total_params:
@@ -180,6 +183,9 @@ def build_report(run_dirs: list[Path], out: Path, title: str | None = None, stud
     sweeps, sweep_notes = common_sweeps(runs)
     notes += sweep_notes
     notes += sorted({w for r in runs for w in (r.main_eval.get("warnings") or [])})
+    notes += [f"{r.name} comes from outside genbench ({r.entry['kind']}): its training cost is unknown"
+              + (" and so is its sampling speed (samples only)" if r.entry["kind"] in ("folder", "array") else "")
+              for r in runs if r.entry is not None]
 
     labels = [g["label"] for g in groups]
     table = []

@@ -21,7 +21,10 @@ from genbench.errors import GenbenchError
 from genbench.files import read_json
 from genbench.limits import LOG_FILE_BYTES, read_bytes
 
-FAMILY_NAMES = {"gan": "GAN", "diffusion": "diffusion", "flow": "flow"}
+FAMILY_NAMES = {"gan": "GAN", "diffusion": "diffusion", "flow": "flow", "few-step": "few-step",
+                "external": "external"}
+ENTRY_FILE = "entry.json"   # genbench.external.ENTRY_FILE (report/ imports no torch-side package)
+SAMPLE_KINDS = ("folder", "array")   # entries of bare samples: no seeds, no network, no training
 
 # (field name shown to the user, how to read it from an eval record)
 PROTOCOL_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -50,15 +53,17 @@ def _get(record: dict, path: tuple) -> object:
     return node
 
 
-def protocol_of(record: dict) -> dict[str, object]:
-    out = {name: _get(record, path) for name, path in PROTOCOL_FIELDS}
+def protocol_of(record: dict, seeded: bool = True) -> dict[str, object]:
+    """The protocol fields of an evaluation; ``seeded=False`` leaves out the first seed (a comparison that
+    includes samples made outside genbench, which have none)."""
+    out = {name: _get(record, path) for name, path in PROTOCOL_FIELDS if seeded or name != "sampling.first_seed"}
     if isinstance(out["reference.classes"], list):
         out["reference.classes"] = tuple(out["reference.classes"])
     return out
 
 
-def protocol_key(record: dict) -> tuple:
-    return tuple(json.dumps(v, sort_keys=True, default=str) for v in protocol_of(record).values())
+def protocol_key(record: dict, seeded: bool = True) -> tuple:
+    return tuple(json.dumps(v, sort_keys=True, default=str) for v in protocol_of(record, seeded).values())
 
 
 @dataclass
@@ -67,7 +72,7 @@ class RunRecord:
 
     path: Path
     name: str
-    family: str                      # gan | diffusion | flow (config.FAMILY_OF of the method kind)
+    family: str                      # gan | diffusion | flow | few-step (config.FAMILY_OF of the method kind)
     config: dict
     info: dict                       # run.json
     log: list[dict]                  # metrics.jsonl
@@ -75,10 +80,15 @@ class RunRecord:
     evals: list[dict] = field(default_factory=list)    # eval/*.json single evaluations (with "_path")
     sweeps: list[dict] = field(default_factory=list)   # eval/sweep-*.json
     main_eval: dict | None = None    # the evaluation chosen for the report
+    entry: dict | None = None        # entry.json of samples or a model from outside genbench
 
     @property
     def recipe(self) -> str:
         """Which recipe of its family the run used (the report names it beside the family)."""
+        if self.entry is not None:
+            what = {"folder": "image folder", "array": "sample array", "diffusers": "diffusers pipeline",
+                    "export": "genbench export"}.get(self.entry["kind"], self.entry["kind"])
+            return f"from outside genbench: {what} {self.entry['source']}"
         method = self.config.get("method") if isinstance(self.config.get("method"), dict) else {}
         kind = method.get("kind") or self.info.get("method")
         if kind == "gan":
@@ -91,6 +101,14 @@ class RunRecord:
             return f"EDM (Karras et al. 2022, sigma_data {method.get('sigma_data', 0.5)})"
         if kind == "flow":
             return "flow matching (linear path, velocity)"
+        if kind == "meanflow":
+            start = (self.info.get("init_from") or {}).get("run")
+            return ("MeanFlow (Geng et al. 2025, average velocity, "
+                    + (f"tuned from {Path(start).name})" if start else "from scratch)"))
+        if kind == "ect":
+            start = (self.info.get("init_from") or {}).get("run")
+            return (f"ECT consistency model (Geng et al. 2024, {method.get('base', 'flow')} teacher"
+                    + (f" {Path(start).name}, whose training time is included)" if start else ")"))
         return str(kind)
 
     @property
@@ -153,21 +171,45 @@ def read_log(path: Path) -> list[dict]:
     return rows
 
 
+ENTRY_FIX = "score the source again into a new folder: genbench eval SOURCE --dataset NAME --out FOLDER"
+
+
+def _read_entry(path: Path) -> RunRecord:
+    """An entry folder of `genbench eval` for samples or a model from outside genbench, as a run record
+    without training (its speed and training columns are unknown in the report)."""
+    entry = read_json(path / ENTRY_FILE, ENTRY_FIX, "entry description")
+    bad = [k for k in ("kind", "source", "dataset", "name") if not isinstance(entry.get(k), str)]
+    if bad:
+        raise GenbenchError(f"{path / ENTRY_FILE} is damaged (missing: {', '.join(bad)})", ENTRY_FIX)
+    grids = sorted((path / "samples").glob("grid-*.png"))
+    config = {"name": entry["name"], "external": {k: entry.get(k) for k in ("kind", "source", "fingerprint")},
+              "data": {"name": entry["dataset"], "root": entry.get("data_root")},
+              "train": {"grid_n": 64}}
+    shape = entry.get("shape")
+    return RunRecord(path=path, name=entry["name"], family="external", config=config,
+                     info={"data": {"shape": shape}} if isinstance(shape, list) else {}, log=[], grids=grids,
+                     entry=entry)
+
+
 def read_run(path: Path) -> RunRecord:
     path = Path(path)
-    if not (path / "config.yaml").is_file():
+    if (path / ENTRY_FILE).is_file():
+        rec = _read_entry(path)
+    elif not (path / "config.yaml").is_file():
         raise GenbenchError(f"{path} is not a genbench run (no config.yaml)",
-                            "give directories made by `genbench train` or `genbench study`")
-    config = read_yaml(path / "config.yaml")
-    info = read_json(path / "run.json", RUN_JSON_FIX) if (path / "run.json").is_file() else {}
-    method = config.get("method")
-    kind = (method.get("kind") if isinstance(method, dict) else None) or info.get("method")
-    if kind not in FAMILY_OF:
-        raise GenbenchError(f"{path}: unknown method kind {kind!r}",
-                            f"give runs of one of the methods {', '.join(FAMILY_OF)}")
-    rec = RunRecord(path=path, name=config.get("name") or path.name, family=FAMILY_OF[kind], config=config, info=info,
-                    log=read_log(path / "metrics.jsonl"),
-                    grids=sorted((path / "samples").glob("grid-*.png")))
+                            "give directories made by `genbench train` or `genbench study`, or entry folders "
+                            "made by `genbench eval` for samples from outside genbench")
+    else:
+        config = read_yaml(path / "config.yaml")
+        info = read_json(path / "run.json", RUN_JSON_FIX) if (path / "run.json").is_file() else {}
+        method = config.get("method")
+        kind = (method.get("kind") if isinstance(method, dict) else None) or info.get("method")
+        if kind not in FAMILY_OF:
+            raise GenbenchError(f"{path}: unknown method kind {kind!r}",
+                                f"give runs of one of the methods {', '.join(FAMILY_OF)}")
+        rec = RunRecord(path=path, name=config.get("name") or path.name, family=FAMILY_OF[kind], config=config,
+                        info=info, log=read_log(path / "metrics.jsonl"),
+                        grids=sorted((path / "samples").glob("grid-*.png")))
     for p in sorted((path / "eval").glob("*.json")):
         data = read_json(p, EVAL_FIX, "evaluation")
         data["_path"] = str(p)
@@ -210,12 +252,14 @@ def choose_common_evals(runs: list[RunRecord]) -> dict[str, object]:
     # earlier checkpoints) only when some run has nothing else
     full = all(any(e.get("floor") is not None for e in r.evals) for r in runs)
     pool = {id(r): [e for e in r.evals if e.get("floor") is not None or not full] for r in runs}
-    keys = [{protocol_key(e) for e in pool[id(r)]} for r in runs]
+    # samples made outside genbench have no seeds: beside them, the first seed is not part of the protocol
+    seeded = not any(r.entry is not None and r.entry.get("kind") in SAMPLE_KINDS for r in runs)
+    keys = [{protocol_key(e, seeded) for e in pool[id(r)]} for r in runs]
     common = set.intersection(*keys)
     if not common:
         latest = [max(pool[id(r)], key=_preference) for r in runs]
-        protos = [protocol_of(e) for e in latest]
-        for name, _ in PROTOCOL_FIELDS:
+        protos = [protocol_of(e, seeded) for e in latest]
+        for name in protos[0]:
             values = [p[name] for p in protos]
             if len({json.dumps(v, default=str) for v in values}) > 1:
                 detail = ", ".join(f"{r.path.name}: {_fmt(v)}" for r, v in zip(runs, values, strict=True))
@@ -228,13 +272,13 @@ def choose_common_evals(runs: list[RunRecord]) -> dict[str, object]:
     n_at = [name for name, _ in PROTOCOL_FIELDS].index("sampling.n")
     best = max(common, key=lambda k: json.loads(k[n_at]) or 0)
     for r in runs:
-        r.main_eval = max((e for e in pool[id(r)] if protocol_key(e) == best), key=_preference)
+        r.main_eval = max((e for e in pool[id(r)] if protocol_key(e, seeded) == best), key=_preference)
     devices = {(r.main_eval.get("speed") or {}).get("device") for r in runs if r.main_eval.get("speed")}
     if len(devices) > 1:
         detail = ", ".join(f"{r.path.name}: {(r.main_eval.get('speed') or {}).get('device')}" for r in runs)
         raise GenbenchError(f"cannot compare: speed was measured on different devices ({detail})",
                             "evaluate with --metrics ...,speed on one machine for every run")
-    return protocol_of(runs[0].main_eval)
+    return protocol_of(runs[0].main_eval, seeded)
 
 
 def common_sweeps(runs: list[RunRecord]) -> tuple[dict[str, dict], list[str]]:

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"gan": "tab:red", "diffusion": "tab:blue", "flow": "tab:green"}
+COLORS = {"gan": "tab:red", "diffusion": "tab:blue", "flow": "tab:green", "few-step": "tab:purple"}
 MARKERS = "os^Dv<>pX*"
 
 

@@ -22,9 +22,14 @@ SLOW_FACTOR = 10.0         # sampling this many times slower than the fastest fa
 COPY_RATIO = 0.5           # samples' nearest-training-image distance below this fraction of real
                            # unseen images' distance: the model reproduces training images
 
+COPY_EXCESS = 0.01         # fraction of samples that copy (nearest/second-nearest training image < 1/3,
+                           # metrics/memorisation.py) above the real held-out data's own fraction: a con
+CT_COPYING = -3.0          # data-copying C_T (Meehan et al. 2020, a z-score) below this: samples sit closer
+                           # to the training data than unseen real data does
+
 THRESHOLDS = {"CLEAR_MARGIN": CLEAR_MARGIN, "LOW_RECALL": LOW_RECALL, "LOW_PRECISION": LOW_PRECISION,
               "INTERACTIVE_MS": INTERACTIVE_MS, "SLOW_FACTOR": SLOW_FACTOR,
-              "COPY_RATIO": COPY_RATIO}
+              "COPY_RATIO": COPY_RATIO, "COPY_EXCESS": COPY_EXCESS, "CT_COPYING": CT_COPYING}
 
 Values = dict[str, dict[str, tuple[float, float | None]]]
 
@@ -191,6 +196,15 @@ def derive(values: Values, floor: dict[str, float] | None = None) -> Verdicts:
             out.cons[f].append(Item(f"close to its training images: nearest-neighbour distance "
                                     f"{v['copy_ratio']:.2f}x that of unseen real images",
                                     f"copy ratio < COPY_RATIO {COPY_RATIO}"))
+        if "memorised_fraction" in v and _finite(floor.get("memorised_fraction")) \
+                and v["memorised_fraction"] > floor["memorised_fraction"] + COPY_EXCESS:
+            out.cons[f].append(Item(f"copies training images: {v['memorised_fraction']:.1%} of samples have a "
+                                    f"nearest training image 3x closer than the second (unseen real images: "
+                                    f"{floor['memorised_fraction']:.1%})",
+                                    f"copy fraction > the floor's + COPY_EXCESS {COPY_EXCESS}"))
+        if "ct" in v and v["ct"] < CT_COPYING:
+            out.cons[f].append(Item(f"data-copying: C_T {v['ct']:.2f} (Meehan et al. 2020; unseen real data "
+                                    f"{floor.get('ct', float('nan')):.2f})", f"C_T < CT_COPYING {CT_COPYING:g}"))
         if "nfe" in v and v["nfe"] <= 1:
             out.pros[f].append(Item("one network evaluation per sample", "NFE <= 1"))
         fastest = max((values[g]["sample_images_per_s"][0] for g in fams

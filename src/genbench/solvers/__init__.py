@@ -34,6 +34,8 @@ name               function                   order  NFE
                                                      UniP-2 + UniC; order p gives p + 1)
 ``euler_maruyama`` sample_euler_maruyama      SDE    N (reverse SDE, Song et al. 2021 Eq. 6)
 ``dopri5``         sample_dopri5              5(4)   adaptive (rtol/atol), + 1 final denoise
+``consistency``    sample_consistency         --     N (Song et al. 2023 Alg. 1: x0, re-noise, x0, ...)
+``meanflow``       sample_meanflow            --     N (Geng et al. 2025 Eq. 12; MeanFlow models only)
 =================  =========================  =====  ================================================
 
 ``solve(name, denoise, path, x_init, nfe, noise=None, **opts)`` picks the steps so that the NFE is
@@ -49,10 +51,12 @@ from genbench.solvers.ddim import sample_ddim, sample_ddim_t
 from genbench.solvers.ddpm import sample_ddpm
 from genbench.solvers.dpm_solver import sample_dpmpp_2m, sample_dpmpp_2s
 from genbench.solvers.euler import sample_euler
+from genbench.solvers.fewstep import sample_consistency, sample_meanflow
 from genbench.solvers.grids import ddpm_timesteps, discrete_t, karras_sigmas, karras_t, log_snr_t, uniform_t
 from genbench.solvers.karras import sample_karras
 from genbench.solvers.ode import pf_velocity, reverse_sde, ve_denoiser
 from genbench.solvers.registry import (
+    AVERAGE_ONLY,
     DISCRETE_ONLY,
     GRIDS,
     NFE_RULES,
@@ -67,9 +71,9 @@ from genbench.solvers.sde import sample_euler_maruyama
 from genbench.solvers.unipc import sample_unipc
 
 __all__ = [
-    "DISCRETE_ONLY", "GRIDS", "NFE_RULES", "SOLVERS", "SolverResult", "allowed_nfe", "ddpm_timesteps", "discrete_t",
-    "karras_sigmas", "karras_t", "log_snr_t", "make_grid", "pf_velocity", "reverse_sde", "sample_ddim",
+    "AVERAGE_ONLY", "DISCRETE_ONLY", "GRIDS", "NFE_RULES", "SOLVERS", "SolverResult", "allowed_nfe", "ddpm_timesteps", "discrete_t",
+    "karras_sigmas", "karras_t", "log_snr_t", "make_grid", "pf_velocity", "reverse_sde", "sample_consistency", "sample_ddim",
     "sample_ddim_t", "sample_ddpm", "sample_dopri5", "sample_dpmpp_2m", "sample_dpmpp_2s", "sample_euler",
-    "sample_euler_maruyama", "sample_heun", "sample_karras", "sample_midpoint", "sample_rk4", "sample_unipc",
+    "sample_euler_maruyama", "sample_heun", "sample_karras", "sample_meanflow", "sample_midpoint", "sample_rk4", "sample_unipc",
     "solve", "solver_names", "uniform_t", "ve_denoiser",
 ]

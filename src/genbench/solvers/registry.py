@@ -25,6 +25,7 @@ from genbench.solvers.ddim import sample_ddim, sample_ddim_t
 from genbench.solvers.ddpm import sample_ddpm
 from genbench.solvers.dpm_solver import sample_dpmpp_2m, sample_dpmpp_2s
 from genbench.solvers.euler import sample_euler
+from genbench.solvers.fewstep import sample_consistency, sample_meanflow
 from genbench.solvers.grids import ddpm_timesteps, discrete_t, karras_t, log_snr_t, uniform_t
 from genbench.solvers.karras import sample_karras
 from genbench.solvers.ode import pf_velocity
@@ -102,6 +103,20 @@ def _em(denoise, path, x, steps, noise=None, grid="log_snr"):
     return sample_euler_maruyama(denoise, x, path, make_grid(grid, path, steps), noise)
 
 
+def _consistency(denoise, path, x, steps, noise=None, grid=None):
+    return sample_consistency(denoise, x, path, make_grid(grid, path, steps), noise)
+
+
+def _meanflow(model_fn, path, x, steps, noise=None, grid=None):
+    """``model_fn`` must carry MeanFlow's average velocity (``model_fn.average(z, r, t)``). Default grid:
+    uniform from t = 1 itself (x_init ~ N(0, I) is z_1 exactly on the path with sigma_min = 0; MeanFlow is
+    trained up to t = 1) to 0."""
+    average = getattr(model_fn, "average", None)
+    if not callable(average):
+        raise ValueError("the meanflow solver needs a MeanFlow model (an average velocity u(z, r, t))")
+    return sample_meanflow(average, x, uniform_t(steps, 1.0, 0.0) if grid is None else make_grid(grid, path, steps))
+
+
 def _dopri5(denoise, path, x, steps=None, noise=None, rtol=1e-5, atol=1e-5, denoise_last=True):
     return sample_dopri5(denoise, x, path, path.t_max, path.t_min, rtol, atol, denoise_last)
 
@@ -120,18 +135,24 @@ SOLVERS: dict[str, Callable[..., SolverResult]] = {
     "unipc": _on_grid(sample_unipc),
     "euler_maruyama": _em,
     "dopri5": _dopri5,
+    "consistency": _consistency,
+    "meanflow": _meanflow,
 }
 
 # The solvers that walk a DiscreteVP's own steps (its alphas_cumprod); every other one integrates
 # any path of genbench.paths.
 DISCRETE_ONLY = frozenset({"ddpm"})
+# The solvers that need a model of two times (MeanFlow's average velocity), not a denoiser.
+AVERAGE_ONLY = frozenset({"meanflow"})
 
 
-def solver_names(path) -> tuple[str, ...]:
+def solver_names(path, average: bool = False) -> tuple[str, ...]:
     """The solvers that can sample on ``path``, in registry order: all of them on a ``DiscreteVP``,
-    all but :data:`DISCRETE_ONLY` on any other path."""
+    all but :data:`DISCRETE_ONLY` on any other path; :data:`AVERAGE_ONLY` only for a model with an
+    average velocity (``average``)."""
     discrete = isinstance(path, DiscreteVP)
-    return tuple(name for name in SOLVERS if discrete or name not in DISCRETE_ONLY)
+    return tuple(name for name in SOLVERS if (discrete or name not in DISCRETE_ONLY)
+                 and (average or name not in AVERAGE_ONLY))
 
 
 class NfeRule(NamedTuple):
@@ -155,7 +176,8 @@ class NfeRule(NamedTuple):
 
 
 NFE_RULES: dict[str, NfeRule] = {
-    **{name: NfeRule(1, 0) for name in ("ddpm", "ddim", "euler", "dpm++2m", "unipc", "euler_maruyama")},
+    **{name: NfeRule(1, 0) for name in ("ddpm", "ddim", "euler", "dpm++2m", "unipc", "euler_maruyama",
+                                        "consistency", "meanflow")},
     **{name: NfeRule(2, -1) for name in ("heun", "heun_ve", "karras_sde", "dpm++2s")},
     "midpoint": NfeRule(2, 0),
     "rk4": NfeRule(4, 0),

@@ -27,6 +27,7 @@ from genbench.methods import build_method
 from genbench.randomness import BatchDraws
 from genbench.train.budget import Budget, Clock
 from genbench.train.checkpoint import list_checkpoints, load_checkpoint
+from genbench.train.init_from import init_from_run
 from genbench.train.monitor import Monitor
 from genbench.train.setup import Runtime
 from genbench.train.state import TrainState
@@ -50,8 +51,9 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
     trained = rt.wrap(state.nets)
     method.draws = BatchDraws(state.draws, rt.rank, rt.world)
     rt.seed_rank(cfg.seed)
-    if resume:
-        resume_from_last(state, run_dir / "checkpoints", rt)
+    resumed = resume and resume_from_last(state, run_dir / "checkpoints", rt)
+    if cfg.train.init_from and not resumed:   # a resumed run has the source's record in its checkpoint
+        state.init_from = init_from_run(state, cfg.train.init_from, rt.world)
     flags = NonFinite(tuple(cfg.players()), rt.device, state.skipped)
     monitor = Monitor(cfg, run_dir, rt, state, data, budget, flags, progress, resumed=resume,
                       on_checkpoint=on_checkpoint)
@@ -80,9 +82,9 @@ def images_per_step(cfg: RunConfig, method) -> int:
     return cfg.train.batch_size * sum(p in method.data_players for p in method.updates)
 
 
-def resume_from_last(state: TrainState, ckpt_dir: Path, rt: Runtime) -> None:
-    """Load the last complete checkpoint, if any (none yet: start from scratch). Rank 0 reads it
-    and hands it to the others, so no shared file system is needed."""
+def resume_from_last(state: TrainState, ckpt_dir: Path, rt: Runtime) -> bool:
+    """Load the last complete checkpoint, if any (none yet: start from scratch; returns False). Rank 0
+    reads it and hands it to the others, so no shared file system is needed."""
     def read_last():
         kept = list_checkpoints(ckpt_dir)
         if not kept:
@@ -93,3 +95,4 @@ def resume_from_last(state: TrainState, ckpt_dir: Path, rt: Runtime) -> None:
     found = dist.collective(read_last) if rt.world > 1 else read_last()
     if found is not None:
         state.load_state_dict(found[1], source=found[0])
+    return found is not None

@@ -59,6 +59,8 @@ class Monitor:
         }
         if state.watch is not None:
             self.info["divergence"] = state.watch.report
+        if state.init_from is not None:   # its training time and images count towards this run's cost
+            self.info["init_from"] = state.init_from
         self.write_info()
         self.bar = None
         if progress and rt.main:
@@ -92,8 +94,9 @@ class Monitor:
         if ckpt_now:
             self.checkpoint(state)
         if self.bar is not None:
-            self.bar.n = int(1000 * min(1.0, self.budget.fraction(step, state.images_seen, state.seconds)))
-            self.bar.refresh()
+            done = int(1000 * min(1.0, self.budget.fraction(step, state.images_seen, state.seconds)))
+            if done > self.bar.n:
+                self.bar.update(done - self.bar.n)   # redraws at most every mininterval
 
     def finish(self, state: TrainState) -> None:
         """After the last step: a last check, the final checkpoint and grid."""
@@ -143,7 +146,7 @@ class Monitor:
         self.t_log, self.img_log = now, state.images_seen
         if self.bar is not None:
             self.bar.set_postfix_str(f"step {state.step} " + " ".join(
-                f"{k.split('/')[-1]}={record[k]:.4f}" for k in record if k.startswith("loss/")))
+                f"{k.split('/')[-1]}={record[k]:.4f}" for k in record if k.startswith("loss/")), refresh=False)
 
     @contextmanager
     def _sampling_nets(self, state: TrainState):

@@ -30,11 +30,12 @@ SAMPLING_KEYS = ("method", "step", "images_seen", "data_shape", "latent_shape", 
 TRAINING_KEYS = (*SAMPLING_KEYS, "seconds", "optim", "sched", "sampler", "rng")
 
 
-def make_optimizer(net: nn.Module, cfg, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(net: nn.Module, cfg, device: torch.device, ratio: float = 1.0) -> torch.optim.Optimizer:
     """Adam/AdamW with the fused kernel (CUDA and CPU: one kernel for all tensors, ~3x the foreach
-    path on CPU), which can also skip a step on the device (``found_inf``) without a host wait."""
+    path on CPU), which can also skip a step on the device (``found_inf``) without a host wait.
+    ``ratio`` c < 1 (a GAN's lazily regularised D) takes lr x c and betas ** c (StyleGAN2, App. B)."""
     cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
-    return cls(net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+    return cls(net.parameters(), lr=cfg.lr * ratio, betas=tuple(b ** ratio for b in cfg.betas), eps=cfg.eps,
                weight_decay=cfg.weight_decay, fused=True)
 
 
@@ -59,6 +60,7 @@ class TrainState:
         self.tally = Tally()
         self.watch = None
         self.latent_shape: tuple[int, ...] = ()
+        self.init_from: dict | None = None   # the run whose weights this one started from (train.init_from)
 
     @property
     def training(self) -> bool:
@@ -85,7 +87,8 @@ class TrainState:
         state.ema = make_ema(state.nets[method.sample_player], tcfg.ema, tcfg.batch_size)
         state.latent_shape = tuple(method.latent_shape(state.data_shape, state.nets))
         state.nets = runtime.prepare(state.nets, tcfg)
-        state.opts = {p: make_optimizer(state.nets[p], cfg.optim[p], runtime.device) for p in cfg.players()}
+        ratio = getattr(method, "optim_ratio", lambda p: 1.0)
+        state.opts = {p: make_optimizer(state.nets[p], cfg.optim[p], runtime.device, ratio(p)) for p in cfg.players()}
         state.scheds = {p: torch.optim.lr_scheduler.LambdaLR(
             state.opts[p], lr_factor(cfg.optim[p].schedule, budget.steps_per_epoch(), budget.total_steps()))
             for p in cfg.players()}
@@ -120,8 +123,12 @@ class TrainState:
             "sampler": self.sampler.state_dict(), "rng": rng_state(self.device), "draws": self.draws.get_state(),
             "log": self.tally.state_dict(),
         }
+        if hasattr(self.method, "state_dict"):   # a method's own training state (a GAN's counters, ADA's p)
+            state["method_state"] = self.method.state_dict()
         if rng_ranks is not None:
             state["rng_ranks"] = rng_ranks
+        if self.init_from is not None:
+            state["init_from"] = self.init_from
         if self.watch is not None:
             state["divergence"] = self.watch.state_dict()
         return state
@@ -156,7 +163,10 @@ class TrainState:
         if "draws" in state:
             self.draws.set_state(state["draws"])
         self.seconds, self.skipped = float(state["seconds"]), int(state.get("skipped", 0))
+        self.init_from = state.get("init_from")
         self.tally.load_state_dict(state.get("log") or {}, self.device)
+        if state.get("method_state") is not None and hasattr(self.method, "load_state_dict"):
+            self.method.load_state_dict(state["method_state"])
         if self.watch is not None and "divergence" in state:
             self.watch.load_state_dict(state["divergence"])
         self.apply_layout()

@@ -78,6 +78,7 @@ class TrainStep:
 
     def __call__(self) -> None:
         s, method = self.state, self.state.method
+        method.step = s.step   # for schedules inside a loss (ECT's r(t)); restored with the step on resume
         x = y = None
         for player in method.updates:
             if player in method.data_players or x is None:
@@ -90,7 +91,7 @@ class TrainStep:
         for sched in s.scheds.values():
             sched.step()
         if s.ema is not None:
-            update_ema(s.ema, s.nets[method.sample_player])
+            update_ema(s.ema, s.nets[method.sample_player], s.images_seen)
         s.step += 1
         s.tally.n += 1
 
