@@ -178,6 +178,18 @@ def test_a_folder_and_an_array_of_the_same_samples_score_alike_and_compare_besid
     assert "sampling.first_seed" not in report["protocol"]
 
 
+def test_the_floor_is_served_from_its_cache_and_a_damaged_one_is_recomputed(env):
+    np.save(env / "s.npy", grey(30))
+    assert main(eval_args(env, env / "s.npy", "f1")) == 0
+    (cached,) = (env / "cache" / "refstats").glob("floor-*.json")
+    first = json.loads(next((env / "f1" / "eval").glob("*.json")).read_text())["floor"]
+    assert json.loads(cached.read_text())["scores"]["fid"] == first["fid"]
+    cached.write_text("{not json")
+    assert main(eval_args(env, env / "s.npy", "f2")) == 0
+    assert json.loads(next((env / "f2" / "eval").glob("*.json")).read_text())["floor"] == first
+    assert json.loads(cached.read_text())["scores"]["fid"] == first["fid"]   # rewritten
+
+
 def test_memorisation_counts_copies_of_training_images(env):
     train_images, _ = make_idx_dataset(env / "again", n_train=64, n_test=16)["train"]   # the fixture's, again
     np.save(env / "copies.npy", train_images[:30])

@@ -69,3 +69,14 @@ def test_data_copying_ct_separates_copies_fresh_draws_and_underfit():
     assert data_copying_ct(train, held, spread) > 3
     # no cell with enough generated points: not defined
     assert np.isnan(data_copying_ct(train, held, fresh[:5]))
+
+
+def test_the_report_names_copying_among_the_cons():
+    from genbench.report.verdicts import COPY_EXCESS, CT_COPYING, derive
+
+    values = {"copier": {"memorised_fraction": (0.2, None), "ct": (-12.0, None), "recall": (0.9, None)},
+              "honest": {"memorised_fraction": (0.001, None), "ct": (0.4, None), "recall": (0.9, None)}}
+    v = derive(values, {"memorised_fraction": 0.0, "ct": 0.1})
+    cons = [c.text for c in v.cons["copier"]]
+    assert any("copies training images: 20.0%" in c for c in cons) and any("C_T -12.00" in c for c in cons)
+    assert not v.cons["honest"] and COPY_EXCESS > 0 > CT_COPYING

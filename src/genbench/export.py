@@ -57,8 +57,9 @@ def write_diffusers(net, cfg, data_shape, clip: str, out: Path) -> dict:
     unet = diffusers.UNet2DModel(**unet_config(cfg.nets["model"], data_shape))
     unet.load_state_dict(convert_state_dict(net.state_dict(), cfg.nets["model"], cfg.method.T), strict=True)
     scheduler = diffusers.DDIMScheduler(**scheduler_config(cfg.method, clip))
-    diffusers.DDIMPipeline(unet=unet, scheduler=scheduler).save_pretrained(out, safe_serialization=True)
-    back = diffusers.UNet2DModel.from_pretrained(out / "unet", use_safetensors=True, local_files_only=True).eval()
+    diffusers.DDIMPipeline(unet=unet, scheduler=scheduler).save_pretrained(str(out), safe_serialization=True)
+    back = diffusers.UNet2DModel.from_pretrained(str(out / "unet"), use_safetensors=True, local_files_only=True,
+                                                 low_cpu_mem_usage=False).eval()
     x = torch.randn(4, *data_shape, generator=torch.Generator().manual_seed(0))
     steps = torch.tensor([0, 249, 500, cfg.method.T - 1])
     with torch.no_grad():
@@ -154,7 +155,7 @@ def model_card(cfg, meta: dict, info: dict, evals: list[dict], grid: bool, confi
     main = _main_eval(evals)
     front: dict = {"library_name": "genbench", "license": "other", "license_name": "unspecified",
                    "pipeline_tag": "unconditional-image-generation" if meta["data_kind"] == "image" else "other",
-                   "tags": ["genbench", FAMILY_OF[cfg.method.kind], cfg.method.kind]
+                   "tags": list(dict.fromkeys(["genbench", FAMILY_OF[cfg.method.kind], cfg.method.kind]))
                    + (["diffusers", "diffusers:DDIMPipeline"] if meta["diffusers"]["written"] else [])}
     if dataset in HF_DATASETS:
         front["datasets"] = [HF_DATASETS[dataset]]
@@ -171,7 +172,7 @@ def model_card(cfg, meta: dict, info: dict, evals: list[dict], grid: bool, confi
     lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "",
              f"# {cfg.name}", "",
              f"A {FAMILY_OF[cfg.method.kind]} model ({cfg.method.kind}) trained with "
-             f"[genbench](https://github.com/) on `{dataset}`: the {meta['weights']} weights of its "
+             f"genbench on `{dataset}`: the {meta['weights']} weights of its "
              f"`{meta['sample_player']}` network at step {meta['step']} ({meta['images_seen']:,} images seen). "
              "Licence: not set by genbench — choose one (and respect the dataset's) before publishing.", "",
              "## Data provenance", "",

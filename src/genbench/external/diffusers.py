@@ -163,8 +163,8 @@ def load_unet(folder: Path, shape: tuple[int, int, int] | None, device: torch.de
     if c_out not in (c, 2 * c):
         raise GenbenchError(f"{cfg_path}: out_channels {c_out} is neither {c} nor {2 * c} (a learned variance)",
                             "score a UNet that predicts one image-shaped output")
-    unet = import_diffusers().UNet2DModel.from_pretrained(folder / "unet", use_safetensors=True,
-                                                          local_files_only=True)
+    unet = import_diffusers().UNet2DModel.from_pretrained(str(folder / "unet"), use_safetensors=True,
+                                                          local_files_only=True, low_cpu_mem_usage=False)
     return unet.to(device).eval(), config
 
 

@@ -36,7 +36,7 @@ from genbench.metrics.memorisation import (
 )
 from genbench.metrics.modes import toy_mode_stats
 from genbench.metrics.prdc import prdc
-from genbench.metrics.reference import Reference, reference_features
+from genbench.metrics.reference import Reference, cached_scores, reference_features
 
 FID_REFERENCE_N = 10_000      # real images in the reference of a train-split evaluation
 KID_SUBSETS = 100             # random subsets KID averages over
@@ -143,12 +143,23 @@ class ImageProtocol:
         """The same scores (but modes) of up to ``n`` real images of the other split: the best a model can do."""
         held_split = "test" if self.ref_split == "train" else "train"
         held = reference_features(self.extractor, self.data_cfg, held_split, min(n, FID_REFERENCE_N))
-        out = image_scores([m for m in metrics if m != "modes"], self.reference().features, held.features,
-                           held.logits, kid_subsets=self.kid_subsets)
-        if "memorisation" in metrics:
-            train, held_even, held_odd, odd_images = self._memorisation_data()
-            out["memorised_fraction"] = memorised_fraction(odd_images[:MEMO_SAMPLES], train)
-            out["ct"] = data_copying_ct(self.reference().features, held_even, held_odd)
+        chosen = sorted(m for m in metrics if m != "modes")
+
+        def compute() -> dict:
+            out = image_scores(chosen, self.reference().features, held.features, held.logits,
+                               kid_subsets=self.kid_subsets)
+            if "memorisation" in metrics:
+                train, held_even, held_odd, odd_images = self._memorisation_data()
+                out["memorised_fraction"] = memorised_fraction(odd_images[:MEMO_SAMPLES], train)
+                out["ct"] = data_copying_ct(self.reference().features, held_even, held_odd)
+            return out
+
+        import genbench
+
+        what = {"floor": 1, "genbench": genbench.__version__, "reference": self.reference().info,
+                "held": held.info, "metrics": chosen, "kid_subsets": self.kid_subsets,
+                "memorisation": MEMORISATION_INFO if "memorisation" in metrics else None}
+        out = cached_scores(what, compute)
         out["split"] = held_split
         out["n"] = held.info["n"]
         return out

@@ -1,7 +1,8 @@
 """Reference features of real data, cached on disk per (dataset, split, count, extractor).
 
 The cache key holds the dataset's content fingerprint and the extractor's name and weights
-hash, so a changed dataset file or extractor can never be served stale statistics.
+hash, so a changed dataset file or extractor can never be served stale statistics. The real-data
+floor's scores (:func:`cached_scores`) are kept beside them, keyed by everything they depend on.
 Location: ``$GENBENCH_CACHE/refstats`` or ``~/.cache/genbench/refstats``.
 """
 
@@ -89,3 +90,28 @@ def reference_features(extractor, data_cfg: DataConfig, split: str, n: int | Non
         if feats.logits is not None:
             feats.logits = feats.logits.astype(np.float32).astype(np.float64)
     return Reference(feats.features, feats.logits, info)
+
+
+def cached_scores(what: dict, compute) -> dict:
+    """``compute()``, a dict of scores, kept on disk under a hash of ``what`` (the reference and held-out
+    sets' info, the metrics and their parameters, the genbench version): the floor is a pure function
+    of these, and recomputing it (a second 10k x 10k P/R/D/C) would double the time of every evaluation.
+    A damaged or foreign cache file is computed again and rewritten."""
+    from genbench.files import write_json
+    from genbench.limits import JSON_FILE_BYTES
+
+    what = json.loads(json.dumps(what, sort_keys=True, default=str))
+    key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
+    path = cache_dir() / f"floor-{key}.json"
+    if path.is_file():
+        try:
+            check_file(path, JSON_FILE_BYTES, "floor cache", "")
+            data = json.loads(path.read_text())
+            if data.get("what") == what and isinstance(data.get("scores"), dict):
+                return data["scores"]
+        except Exception:   # any damage: computed again below
+            pass
+    scores = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"what": what, "scores": scores})
+    return scores
