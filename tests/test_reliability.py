@@ -257,12 +257,15 @@ TINY_IMAGE = {
     "flow": ["nets.model.ch=8", "nets.model.ch_mult=[1, 2]", "nets.model.attn_resolutions=[14]",
              "nets.model.groups=4"],
     "gan": ["nets.G.ch=8", "nets.G.z_dim=8", "nets.D.ch=8"],
+    "meanflow": ["nets.model.ch=8", "nets.model.ch_mult=[1, 2]", "nets.model.attn_resolutions=[14]",
+                 "nets.model.groups=4"],
 }
 # CPU kernels whose result for one row depends on the batch size (oneDNN's ConvTranspose2d, MKL's
 # sgemm) are neutralised in sampling.generate (padded batches, native convolutions): see
 # docs/RELIABILITY.md
 @pytest.mark.parametrize("family,data", [
     ("ddpm", "image"), ("flow", "image"), ("gan", "image"), ("gan", "toy"), ("ddpm", "toy"), ("flow", "toy"),
+    ("meanflow", "image"), ("meanflow", "toy"), ("consistency", "toy"),
 ])
 def test_same_seeds_same_samples_whatever_the_batch_size(family, data):
     from genbench.config import load_config
@@ -270,18 +273,20 @@ def test_same_seeds_same_samples_whatever_the_batch_size(family, data):
     from genbench.nets import build_net
     from genbench.sampling import generate
 
+    preset = "flow" if family == "consistency" else family   # multistep consistency sampling re-noises
     if data == "image":
         cfg = load_config(f"configs/fmnist/{family}.yaml", TINY_IMAGE[family])
         shape = (1, 28, 28)
     else:
-        cfg = load_config(f"configs/toy2d/{family}.yaml", [])
+        cfg = load_config(f"configs/toy2d/{preset}.yaml", [])
         shape = (2,)
     torch.manual_seed(0)
     method = build_method(cfg.method)
     nets = {p: build_net(cfg.nets[p], shape, None).eval() for p in cfg.players()}
     latent = method.latent_shape(shape, nets)
     # stochastic solvers, so that per-step noise is covered too (DDIM with eta=1, Euler-Maruyama)
-    opts = {"gan": {}, "ddpm": {"solver": "ddim", "nfe": 3, "eta": 1.0}, "flow": {"solver": "euler_maruyama", "nfe": 3}}
+    opts = {"gan": {}, "ddpm": {"solver": "ddim", "nfe": 3, "eta": 1.0}, "flow": {"solver": "euler_maruyama", "nfe": 3},
+            "meanflow": {"solver": "meanflow", "nfe": 2}, "consistency": {"solver": "consistency", "nfe": 3}}
     seeds = list(range(100, 108))
     outs = [generate(method, nets, latent, seeds, torch.device("cpu"), batch_size=b, **opts[family])[0]
             for b in (1, 3, 8)]

@@ -24,7 +24,14 @@ from torch import Tensor, nn
 from genbench.augment import build_augment
 from genbench.config import PLAYERS, GANConfig
 from genbench.errors import GenbenchError
-from genbench.methods.gan_losses import d_loss, g_loss, gamma_at, gradient_penalty, needs_reals_for_g, real_signs
+from genbench.methods.gan_losses import (
+    d_loss,
+    g_loss,
+    gamma_at,
+    gradient_penalty,
+    needs_reals_for_g,
+    real_signs,
+)
 from genbench.randomness import LOCAL
 from genbench.solvers import SolverResult
 
