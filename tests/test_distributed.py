@@ -72,7 +72,6 @@ def jobs(root: Path) -> list[tuple[str, list[str]]]:
         ("flow", toy_args("flow", d / "flow", 2)),
         ("flow-resume", toy_args("flow", d / "flow", STEPS + 1, "--resume")),
         ("gan", toy_args("gan", d / "gan", STEPS)),
-        ("meanflow", toy_args("meanflow", d / "meanflow", STEPS)),   # the JVP beside DDP (methods/meanflow.py)
         ("sample", sample_args(root / "single" / "ddpm", d / "samples")),
         ("eval", eval_args(root / "single" / "flow")),
         ("sweep", sweep_args(root / "single" / "flow", "2,3")),
@@ -114,7 +113,6 @@ def runs(tmp_path_factory):
             assert main(ddpm_args(root / "fmnist", s / "ddpm")) == 0
             assert main(toy_args("flow", s / "flow", STEPS + 1)) == 0
             assert main(toy_args("gan", s / "gan", STEPS)) == 0
-            assert main(toy_args("meanflow", s / "meanflow", STEPS)) == 0
             assert main(sample_args(s / "ddpm", s / "samples")) == 0
         torch.multiprocessing.spawn(_worker, args=(_free_port(), str(root)), nprocs=WORLD, join=True)
     finally:
@@ -161,7 +159,7 @@ def max_change(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a if a[k].is_floating_point())
 
 
-@pytest.mark.parametrize("family", ["ddpm", "flow", "gan", "meanflow"])
+@pytest.mark.parametrize("family", ["ddpm", "flow", "gan"])
 def test_two_ranks_with_half_batches_equal_one_rank(runs, family):
     root, _ = runs
     single, dist = root / "single" / family, root / "dist" / family
@@ -254,3 +252,29 @@ def test_layout_change_on_resume_keeps_the_optimiser_right(runs, tmp_path, monke
     b = load_checkpoint(list_checkpoints(run / "checkpoints")[STEPS])
     close(a["nets"], b["nets"], "nets")
     close(a["optim"], b["optim"], "optim")
+
+
+def _meanflow_worker(rank: int, port: int, root: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(toy_args("meanflow", Path(root) / "dist", STEPS)) == 0
+
+
+def test_meanflow_two_ranks_equal_one_rank(tmp_path, monkeypatch):
+    """MeanFlow's JVP runs on the unwrapped net without grad and the gradient forward through DDP
+    (methods/meanflow.py): 2 ranks x B/2 give 1 rank x B's weights, so the gradients were all-reduced.
+    In its own processes: the JVP job inside the long multi-job worker above has aborted a rank at exit."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GENBENCH_DATA", str(tmp_path / "nodata"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(toy_args("meanflow", tmp_path / "single", STEPS)) == 0
+    torch.multiprocessing.spawn(_meanflow_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    ck_s, ck_d = list_checkpoints(tmp_path / "single" / "checkpoints"), list_checkpoints(tmp_path / "dist" / "checkpoints")
+    assert sorted(ck_s) == sorted(ck_d)
+    a, b = load_checkpoint(ck_s[max(ck_s)]), load_checkpoint(ck_d[max(ck_d)])
+    for key in ("nets", "ema", "optim", "step", "images_seen", "draws"):
+        close(a[key], b[key], key)
+    first = load_checkpoint(ck_s[min(ck_s)])
+    assert max_change(a["nets"]["model"], first["nets"]["model"]) > 1000 * TOL["atol"]
