@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,19 @@ def _worker(rank: int, port: int, root: str) -> None:
             code = main(argv)
         results[name] = {"code": code, "err": err.getvalue(), "out": out.getvalue()}
     (Path(root) / f"rank{rank}.json").write_text(json.dumps(results))
+    _leave()
+
+
+def _leave() -> None:
+    """Destroy the process group while the process is whole, then exit without the interpreter's
+    teardown: gloo's threads met at atexit in a spawned child have aborted it (SIGABRT, 'terminate
+    called without an active exception') after every job had finished and written its results."""
+    from genbench import dist
+
+    dist.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _free_port() -> int:
@@ -259,7 +273,10 @@ def _meanflow_worker(rank: int, port: int, root: str) -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     with contextlib.redirect_stdout(io.StringIO()):
-        assert main(toy_args("meanflow", Path(root) / "dist", STEPS)) == 0
+        code = main(toy_args("meanflow", Path(root) / "dist", STEPS))
+    if code != 0:
+        raise SystemExit(f"meanflow on rank {rank} exited with {code}")
+    _leave()
 
 
 def test_meanflow_two_ranks_equal_one_rank(tmp_path, monkeypatch):

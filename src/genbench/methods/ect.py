@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from genbench.config import PLAYERS, ECTConfig, EDMConfig, FlowConfig
 from genbench.methods.edm import EDM
 from genbench.methods.flow import Flow
-from genbench.paths import LinearPath, VEPath, broadcast, q_sample
+from genbench.paths import LinearPath, VEPath, q_sample
 from genbench.randomness import LOCAL, default_noise
 from genbench.solvers import SolverResult, solve
 

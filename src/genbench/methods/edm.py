@@ -18,18 +18,16 @@ the training choices in exactly this way).
 
 from __future__ import annotations
 
-from torch import Tensor, nn
-
-from genbench.config import PLAYERS, EDMConfig
 import math
 
 import torch
+from torch import Tensor, nn
 
+from genbench.config import PLAYERS, EDMConfig
 from genbench.methods.model_fn import EDMPrecond, clip_x0, per_sample_mse, vp_sigma
 from genbench.paths import VEPath, broadcast
 from genbench.randomness import LOCAL, default_noise
 from genbench.solvers import SolverResult, solve
-
 
 VP_EPS_T = 1e-5                 # Table 1, VP training: t ~ U(eps_t, 1)
 VE_TRAIN_SIGMA = (0.02, 100.0)  # Table 1, VE training: ln sigma ~ U(ln sigma_min, ln sigma_max)
