@@ -195,3 +195,20 @@ def test_consistency_sampling_with_the_exact_flow_map_samples_the_data(steps):
                 noise=lambda a: torch.randn(a.shape, generator=gen, dtype=a.dtype))
     assert out.nfe == steps
     assert torch.allclose(out.x.mean(0), MU, atol=0.02) and torch.allclose(out.x.var(0), LAM, rtol=0.04)
+
+
+def test_the_meanflow_loss_runs_through_the_fmnist_unet_with_attention():
+    """The fused attention kernels have no forward-mode derivative: the JVP must still go through the
+    preset's UNet (attention at 7x7), and r != t must change the loss."""
+    cfg = load_config("configs/fmnist/meanflow.yaml", ["nets.model.ch=8", "nets.model.groups=4"])
+    torch.manual_seed(0)
+    net = build_net(cfg.nets["model"], (1, 28, 28))
+    torch.nn.init.normal_(net.conv_out.weight, std=0.1)
+    mf = build_method(cfg.method)
+    x0, eps = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28)
+    t = torch.tensor([0.9, 0.7, 0.5, 0.3])
+    loss = mf.loss_at(net, x0, eps, t, t * 0.2, None)["loss"]
+    loss.backward()
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads) and sum(g.abs().sum() for g in grads) > 0
+    assert mf.loss_at(net, x0, eps, t, t.clone(), None)["loss"].item() != loss.item()

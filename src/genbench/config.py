@@ -521,7 +521,7 @@ class RunConfig(_Strict):
             if toy != net.kind.startswith("mlp"):
                 raise ValueError(
                     f"network '{net.kind}' does not fit dataset '{self.data.name}': "
-                    + ("2-D sets need mlp, mlp_g, mlp_d" if toy else "images need unet/dcgan/resnet")
+                    + ("2-D sets need mlp, mlp_g, mlp_d" if toy else "images need unet/dcgan/resnet/r3gan")
                 )
         if self.method.kind == "ect" and not self.train.init_from:
             raise ValueError("method ect tunes a trained model: set train.init_from=RUN (a flow or EDM run)")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from genbench.config import PLAYERS, MeanFlowConfig
 from genbench.methods.model_fn import ModelFn, clip_x0, per_sample_mse
@@ -50,9 +51,10 @@ class MeanFlowFn(ModelFn):
 def total_derivative(net: nn.Module, z: Tensor, r: Tensor, t: Tensor, v: Tensor, y: Tensor | None) -> Tensor:
     """d/dt u(z_t, r, t) = v du/dz + du/dt: the JVP with tangent (v, 0, 1) in (z, r, t), computed without
     a graph (it only enters the target, under stop-gradient). The global RNG is forked, so dropout
-    draws in the caller's next forward the masks drawn here."""
+    draws in the caller's next forward the masks drawn here. Attention runs on PyTorch's math kernel
+    here: the fused CPU/GPU kernels have no forward-mode derivative."""
     devices = [z.device] if z.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), sdpa_kernel([SDPBackend.MATH]):
         _, dudt = torch.func.jvp(lambda z_, r_, t_: net(z_, t_, y, r_), (z, r, t),
                                  (v, torch.zeros_like(r), torch.ones_like(t)))
     return dudt
