@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_mark_best)
 
     st = sub.add_parser("study", parents=[common], help="train GAN, diffusion and flow on one budget, evaluate, report",
-                        description="Train the three families under one matched budget, evaluate them with one "
+                        description="Train the families under one matched budget, evaluate them with one "
                                     "protocol (+ NFE sweeps) and write the report. Presets: configs/study/*.yaml "
                                     "(fmnist-quick, fmnist, toy2d, cifar10, seed-cifar10-cars). Overrides such as "
                                     "budget.minutes=5 seeds=3 eval.n=5000.")
@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("demo", parents=[common], help="the study on Fashion-MNIST, sized for this machine",
                        description="`genbench study fmnist-quick` planned for --minutes (default 20) on this "
                                    "machine: its UNet's speed is measured first, scoring is priced from it and the "
-                                   "rest goes to training the three families; the report is "
+                                   "rest goes to training the four families; the report is "
                                    "runs/demo/report/report.html.")
     m.add_argument("overrides", nargs="*", metavar="key=value", help="override study keys, e.g. budget.minutes=1")
     m.add_argument("--out", help="study folder (default runs/demo)")
