@@ -294,3 +294,27 @@ def test_missing_diffusers_is_one_line_with_the_install_fix(env, capsys, monkeyp
     monkeypatch.setitem(sys.modules, "diffusers", None)
     refused(["eval", str(env / "pipe"), "--dataset", "fashion_mnist", "-o", str(env / "o")], capsys, env,
             "pip install diffusers")
+
+
+def test_an_overwritten_entry_keeps_its_old_scores_until_the_new_ones_exist(tmp_path):
+    from genbench.external import ENTRY_FILE
+    from genbench.external.entry import ASIDE, opened_entry, read_entry
+
+    folder = tmp_path / "entry"
+    old = {"kind": "array", "source": "/x.npy", "name": "entry", "dataset": "fashion_mnist", "fingerprint": "a"}
+    with opened_entry(folder, old, overwrite=False):
+        (folder / "eval").mkdir()
+        (folder / "eval" / "old.json").write_text("{}")
+    new = {**old, "fingerprint": "b"}
+    with pytest.raises(RuntimeError), opened_entry(folder, new, overwrite=True):   # the new scoring fails
+        (folder / "eval").mkdir()
+        (folder / "eval" / "half.json").write_text("{")
+        raise RuntimeError("scoring failed")
+    assert (folder / "eval" / "old.json").is_file() and not (folder / "eval" / "half.json").exists()
+    assert read_entry(folder)["fingerprint"] == "a" and not (folder / ASIDE).exists()
+    with opened_entry(folder, new, overwrite=True):                                 # it succeeds
+        assert (folder / ASIDE / "eval" / "old.json").is_file() and (folder / ASIDE / ENTRY_FILE).is_file()
+        (folder / "eval").mkdir()
+        (folder / "eval" / "new.json").write_text("{}")
+    assert sorted(p.name for p in (folder / "eval").iterdir()) == ["new.json"]
+    assert read_entry(folder)["fingerprint"] == "b" and not (folder / ASIDE).exists()

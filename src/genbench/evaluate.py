@@ -203,12 +203,18 @@ def evaluate_model(loaded: LoadedRun, run_dir: Path, metrics: str | None = None,
                       checkpoint={"step": src.get("step"), **{k: src[k] for k in ("images_seen", "train_seconds")
                                                                if src.get(k) is not None}},
                       params={"model": src["params"]} if src.get("params") else None)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(out, record)
-    except OSError as err:
-        raise GenbenchError(f"cannot write {out}: {err.strerror}", "make the run directory writable") from None
+    write_record(out, record, "make the run directory writable")
     return out, record
+
+
+def write_record(path: Path, record: dict, fix: str) -> None:
+    """An evaluation record, written atomically into its (created) folder; a refusal of the file system
+    in one line."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, record)
+    except OSError as err:
+        raise GenbenchError(f"cannot write {path}: {err.strerror}", fix) from None
 
 
 def format_record(record: dict) -> str:
@@ -341,7 +347,7 @@ def evaluate_path(path: Path, dataset: str | None = None, out: Path | None = Non
     images or an .npy/.npz of samples (:func:`evaluate_samples`), a diffusers pipeline folder or a
     `genbench export` folder (sampled and scored as a run), or an entry folder (its source again).
     Outside genbench the scores go to the entry folder ``out`` (:mod:`genbench.external.entry`)."""
-    from genbench.external.entry import default_entry_dir, files_fingerprint, open_entry, read_entry
+    from genbench.external.entry import default_entry_dir, files_fingerprint, opened_entry, read_entry
 
     path = Path(path)
     kind = detect(path)
@@ -382,9 +388,9 @@ def evaluate_path(path: Path, dataset: str | None = None, out: Path | None = Non
     entry = {"kind": kind, "source": str(path.resolve()), "name": out.name, "dataset": loaded.cfg.data.name,
              "data_root": data_dir, "fingerprint": files_fingerprint(weights), "read_as": loaded.source,
              "shape": list(loaded.data_shape)}
-    open_entry(out, entry, kwargs.get("overwrite", False))
-    loaded.cfg = loaded.cfg.model_copy(update={"name": out.name})
-    return evaluate_model(loaded, out, grid_dir=out / "samples", **kwargs)
+    with opened_entry(out, entry, kwargs.get("overwrite", False)):
+        loaded.cfg = loaded.cfg.model_copy(update={"name": out.name})
+        return evaluate_model(loaded, out, grid_dir=out / "samples", **kwargs)
 
 
 def evaluate_samples(path: Path, dataset: str | None, out: Path, metrics: str | None = None, n: int | None = None,
@@ -398,7 +404,7 @@ def evaluate_samples(path: Path, dataset: str | None, out: Path, metrics: str | 
     from genbench.config import DataConfig
     from genbench.dist import pick_device
     from genbench.external import dataset_shape
-    from genbench.external.entry import open_entry
+    from genbench.external.entry import opened_entry
     from genbench.external.samples import load_samples
 
     t_start = time.perf_counter()
@@ -431,36 +437,32 @@ def evaluate_samples(path: Path, dataset: str | None, out: Path, metrics: str | 
     entry = {"kind": samples.kind, "source": source["path"], "name": Path(out).name, "dataset": dataset,
              "data_root": data_dir, "fingerprint": samples.fingerprint, "read_as": samples.statement,
              "shape": list(shape)}
-    open_entry(out, entry, overwrite)
-    target = Path(out) / "eval" / f"eval-samples-n{n}-{protocol.tag}.json"
-    if target.exists() and not overwrite:
-        if reuse:
-            return target, read_eval_record(target)
-        raise GenbenchError(f"{target} already exists", "add --overwrite, or change -n")
-    load_s = time.perf_counter() - t_start
-    write_grid(Path(out) / "samples", images[:GRID_N])
-    t_scores = time.perf_counter()
-    scores = protocol.scores(chosen, images)
-    floor_scores = protocol.floor(chosen, n) if floor else None
-    score_s = time.perf_counter() - t_scores
-    warnings = [f"FID from {n} < 10k samples is biased upwards and not comparable to 10k/50k numbers"] \
-        if n < 10_000 and "fid" in chosen else []
-    record = {
-        "genbench_eval": 1, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "run": Path(out).name, "method": "external", "run_dir": str(out), "source": source,
-        "checkpoint": {"step": None}, "weights": "external",   # no training: nothing to count
-        "sampling": {"solver": None, "nfe": None, "n": n, "options": {}, "seeds": None, "batch_size": None,
-                     "seconds": None, "images_per_s": None},
-        "extractor": protocol.extractor_info, "reference": protocol.reference_info, "metrics": scores,
-        "floor": floor_scores, "speed": None, "warnings": warnings,
-        "timing": {"loading_s": load_s, "scoring_s": score_s, "total_s": time.perf_counter() - t_start},
-        "params": None, "environment": environment(),
-    }
-    if "memorisation" in chosen:
-        record["memorisation"] = MEMORISATION_INFO
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_json(target, record)
-    except OSError as err:
-        raise GenbenchError(f"cannot write {target}: {err.strerror}", "choose a writable --out folder") from None
-    return target, record
+    with opened_entry(out, entry, overwrite):
+        target = Path(out) / "eval" / f"eval-samples-n{n}-{protocol.tag}.json"
+        if target.exists() and not overwrite:
+            if reuse:
+                return target, read_eval_record(target)
+            raise GenbenchError(f"{target} already exists", "add --overwrite, or change -n")
+        load_s = time.perf_counter() - t_start
+        write_grid(Path(out) / "samples", images[:GRID_N])
+        t_scores = time.perf_counter()
+        scores = protocol.scores(chosen, images)
+        floor_scores = protocol.floor(chosen, n) if floor else None
+        score_s = time.perf_counter() - t_scores
+        warnings = [f"FID from {n} < 10k samples is biased upwards and not comparable to 10k/50k numbers"] \
+            if n < 10_000 and "fid" in chosen else []
+        record = {
+            "genbench_eval": 1, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "run": Path(out).name, "method": "external", "run_dir": str(out), "source": source,
+            "checkpoint": {"step": None}, "weights": "external",   # no training: nothing to count
+            "sampling": {"solver": None, "nfe": None, "n": n, "options": {}, "seeds": None, "batch_size": None,
+                         "seconds": None, "images_per_s": None},
+            "extractor": protocol.extractor_info, "reference": protocol.reference_info, "metrics": scores,
+            "floor": floor_scores, "speed": None, "warnings": warnings,
+            "timing": {"loading_s": load_s, "scoring_s": score_s, "total_s": time.perf_counter() - t_start},
+            "params": None, "environment": environment(),
+        }
+        if "memorisation" in chosen:
+            record["memorisation"] = MEMORISATION_INFO
+        write_record(target, record, "choose a writable --out folder")
+        return target, record

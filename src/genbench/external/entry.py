@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from genbench.errors import GenbenchError
@@ -18,6 +21,8 @@ from genbench.external import ENTRY_FILE
 from genbench.files import read_json, write_json
 
 ENTRY_FIX = "delete the entry folder and score the source again (genbench eval SOURCE --out FOLDER)"
+ASIDE = ".genbench-replaced"   # an overwritten entry's old content, kept until its replacement exists
+REPLACED = (ENTRY_FILE, "eval", "samples")
 
 
 def default_entry_dir(source: Path) -> Path:
@@ -47,33 +52,62 @@ def files_fingerprint(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
-def open_entry(folder: Path, entry: dict, overwrite: bool) -> None:
-    """Make ``folder`` the entry of ``entry`` (its source, dataset and fingerprint); refuse another source's
-    folder, a folder genbench did not make, and (without ``overwrite``) a source whose content changed."""
+@contextmanager
+def opened_entry(folder: Path, entry: dict, overwrite: bool) -> Iterator[None]:
+    """Make ``folder`` the entry of ``entry`` (its source, dataset and fingerprint) for the evaluation run
+    inside the block; refuse another source's folder, a folder genbench did not make, and (without
+    ``overwrite``) a source whose content changed. With ``overwrite`` the old description, evaluations and
+    grid are set aside, deleted once the block has written the new ones, and put back if it fails."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise GenbenchError(f"{folder} is a file", "choose another --out folder")
-    marker = folder / ENTRY_FILE
+    marker, aside = folder / ENTRY_FILE, folder / ASIDE
+    if aside.is_dir():   # a replacement that never finished: its old content comes back first
+        _restore(folder, aside)
+    changed = False
     if marker.is_file():
         old = read_entry(folder)
         if old["source"] != entry["source"]:
             raise GenbenchError(f"{folder} holds the scores of {old['source']}, not of {entry['source']}",
                                 "choose another --out folder for this source")
-        if (old.get("fingerprint"), old.get("dataset")) != (entry.get("fingerprint"), entry.get("dataset")):
-            if not overwrite:
-                raise GenbenchError(f"{entry['source']} (or its --dataset) changed since {folder} scored it: the "
-                                    "evaluations there describe the old content",
-                                    "add --overwrite to replace them, or choose another --out folder")
-            for p in list((folder / "eval").glob("*.json")) + list((folder / "samples").glob("grid-*.png")):
-                p.unlink()
+        changed = (old.get("fingerprint"), old.get("dataset")) != (entry.get("fingerprint"), entry.get("dataset"))
+        if changed and not overwrite:
+            raise GenbenchError(f"{entry['source']} (or its --dataset) changed since {folder} scored it: the "
+                                "evaluations there describe the old content",
+                                "add --overwrite to replace them, or choose another --out folder")
     elif folder.is_dir() and any(folder.iterdir()):
         raise GenbenchError(f"{folder} already holds files and is not a genbench entry folder",
                             "choose another (or an empty) --out folder")
     record = {"genbench_entry": 1, **entry}
-    if marker.is_file() and read_entry(folder) == json.loads(json.dumps(record)):
-        return    # the same source, read the same way: nothing to write
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        write_json(marker, record)
+        if changed:
+            aside.mkdir()
+            for name in REPLACED:
+                if (folder / name).exists():
+                    (folder / name).rename(aside / name)
+        if not (marker.is_file() and read_entry(folder) == json.loads(json.dumps(record))):
+            write_json(marker, record)
     except OSError as err:
         raise GenbenchError(f"cannot write {folder}: {err.strerror}", "choose a writable --out folder") from None
+    try:
+        yield
+    except BaseException:
+        if changed:
+            _restore(folder, aside)
+        raise
+    if changed:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _restore(folder: Path, aside: Path) -> None:
+    """Put a set-aside entry back over what its unfinished replacement wrote (genbench's own files)."""
+    for name in REPLACED:
+        if (aside / name).exists():
+            new = folder / name
+            if new.is_dir():
+                shutil.rmtree(new)
+            elif new.exists():
+                new.unlink()
+            (aside / name).rename(new)
+    shutil.rmtree(aside, ignore_errors=True)
