@@ -283,6 +283,8 @@ def test_same_seeds_same_samples_whatever_the_batch_size(family, data):
     torch.manual_seed(0)
     method = build_method(cfg.method)
     nets = {p: build_net(cfg.nets[p], shape, None).eval() for p in cfg.players()}
+    if "model" in nets and hasattr(nets["model"], "conv_out"):   # the UNet starts at output 0: give it one
+        torch.nn.init.normal_(nets["model"].conv_out.weight, std=0.1)
     latent = method.latent_shape(shape, nets)
     # stochastic solvers, so that per-step noise is covered too (DDIM with eta=1, Euler-Maruyama)
     opts = {"gan": {}, "ddpm": {"solver": "ddim", "nfe": 3, "eta": 1.0}, "flow": {"solver": "euler_maruyama", "nfe": 3},

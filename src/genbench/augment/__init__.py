@@ -9,33 +9,12 @@ object with ``__call__(x, draws)``, ``observe(signs, global_batch)`` (ADA's p co
 
 from __future__ import annotations
 
-from torch import Tensor
-
 from genbench.augment.ada import GROUPS, AdaptiveAugment
+from genbench.augment.base import NoAugment
 from genbench.augment.diffaug import POLICY, DiffAugment
 from genbench.config import AugmentConfig
-from genbench.randomness import BatchDraws
 
 OPS: dict[str, tuple[str, ...]] = {"diffaug": tuple(POLICY), "ada": tuple(GROUPS)}
-
-
-class NoAugment:
-    """The identity, with the same interface."""
-
-    def __call__(self, x: Tensor, draws: BatchDraws) -> Tensor:
-        return x
-
-    def observe(self, signs: Tensor, global_batch: int) -> None:
-        pass
-
-    def log(self) -> dict[str, Tensor]:
-        return {}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
 
 
 def build_augment(cfg: AugmentConfig) -> NoAugment | DiffAugment | AdaptiveAugment:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from genbench.augment.base import NoAugment
 from genbench.augment.ops import choose, cutout, translate
 from genbench.randomness import BatchDraws
 
@@ -54,8 +55,9 @@ def cutout_half(x: Tensor, draws: BatchDraws) -> Tensor:
 POLICY = {"color": colour, "translation": translation, "cutout": cutout_half}
 
 
-class DiffAugment:
-    """``augment(x, draws)``: each operation of ``ops`` in the paper's order, per sample with probability p."""
+class DiffAugment(NoAugment):
+    """``augment(x, draws)``: each operation of ``ops`` in the paper's order, per sample with probability p
+    (nothing to observe, log or checkpoint: DiffAugment does not adapt)."""
 
     def __init__(self, ops: list[str] | None = None, p: float | None = None):
         self.ops = [op for op in POLICY if op in (ops or POLICY)]
@@ -66,15 +68,3 @@ class DiffAugment:
             selected = draws.rand(x) < self.p
             x = choose(selected, POLICY[op](x, draws), x)
         return x
-
-    def observe(self, sign: Tensor, n: int) -> None:
-        """DiffAugment does not adapt."""
-
-    def log(self) -> dict[str, Tensor]:
-        return {}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

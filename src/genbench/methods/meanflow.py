@@ -29,10 +29,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from genbench.config import PLAYERS, MeanFlowConfig
-from genbench.methods.model_fn import ModelFn, clip_x0, per_sample_mse
-from genbench.paths import LinearPath, broadcast, from_x0_eps, q_sample
-from genbench.randomness import LOCAL, default_noise
+from genbench.config import PLAYERS
+from genbench.methods.flow import Flow
+from genbench.methods.model_fn import ModelFn, per_sample_mse
+from genbench.paths import broadcast, from_x0_eps, q_sample
+from genbench.randomness import default_noise
 from genbench.solvers import SolverResult, solve
 
 
@@ -60,19 +61,11 @@ def total_derivative(net: nn.Module, z: Tensor, r: Tensor, t: Tensor, v: Tensor,
     return dudt
 
 
-class MeanFlow:
+class MeanFlow(Flow):
+    """Flow matching's path, denoiser and solvers (MeanFlow at r = t is a flow model), with MeanFlow's loss
+    and its own few-step sampler."""
+
     players = PLAYERS["meanflow"]
-    updates = ("model",)
-    data_players = ("model",)
-    sample_player = "model"
-    draws = LOCAL             # per-sample noise; the training loop installs a rank-aware one
-
-    def __init__(self, cfg: MeanFlowConfig):
-        self.cfg = cfg
-        self.path = LinearPath(cfg.sigma_min)
-
-    def latent_shape(self, data_shape: tuple[int, ...], nets: dict[str, nn.Module]) -> tuple[int, ...]:
-        return tuple(data_shape)
 
     def sample_times(self, x0: Tensor) -> tuple[Tensor, Tensor]:
         """(t, r) per sample: t >= r, both logit-normal, r = t outside a fraction ratio_r_neq_t."""
@@ -112,22 +105,14 @@ class MeanFlow:
     def model_fn(self, net: nn.Module, y: Tensor | None = None) -> MeanFlowFn:
         return MeanFlowFn(net, self.path, "velocity", y)
 
-    def denoiser(self, net: nn.Module, y: Tensor | None = None, clip: str | None = None):
-        """``denoise(x_t, t) -> (x0, eps)`` of the instantaneous velocity u(z, t, t), for the solvers that
-        integrate the flow; with x0 clipping if asked (:func:`clip_x0`)."""
-        denoise = self.model_fn(net, y).denoise
-        return clip_x0(denoise, self.path, clip) if clip else denoise
-
     def sample(self, nets: dict[str, nn.Module], x_init: Tensor, y: Tensor | None = None,
                solver: str | None = None, nfe: int | None = None, noise=None, **opts) -> SolverResult:
         """One or a few MeanFlow steps (default: 1, the paper's 1-NFE generation), or any flow solver
-        on the instantaneous velocity."""
+        on the instantaneous velocity u(z, t, t)."""
         solver = self.cfg.solver if solver in (None, "default") else solver
-        clip = opts.pop("clip", None)
-        if solver == "meanflow":
-            if clip:
-                raise ValueError("the meanflow solver forms no x0 prediction to clip; use clip none")
-            fn = self.model_fn(nets["model"], y)
-            return solve(solver, fn, self.path, x_init, nfe or self.cfg.nfe, noise or default_noise, **opts)
-        return solve(solver, self.denoiser(nets["model"], y, clip), self.path, x_init,
-                     None if solver == "dopri5" else (nfe or self.cfg.nfe), noise or default_noise, **opts)
+        if solver != "meanflow":
+            return super().sample(nets, x_init, y, solver, nfe, noise, **opts)
+        if opts.pop("clip", None):
+            raise ValueError("the meanflow solver forms no x0 prediction to clip; use clip none")
+        return solve(solver, self.model_fn(nets["model"], y), self.path, x_init, nfe or self.cfg.nfe,
+                     noise or default_noise, **opts)
