@@ -51,8 +51,8 @@ for target in $TARGETS; do
       train oneclass-ddpm fmnist/ddpm "data.classes=[bag]"
       train oneclass-flow fmnist/flow "data.classes=[bag]"
       for r in oneclass-r3 oneclass-r3-ada oneclass-r3-diffaug; do score $r -n 5000 --metrics fid,kid,prdc; done
-      score oneclass-ddpm -n 5000 --metrics fid,kid,prdc --solver ddim --nfe 50
-      score oneclass-flow -n 5000 --metrics fid,kid,prdc --solver euler --nfe 50 ;;
+      score oneclass-ddpm -n 5000 --metrics fid,kid,prdc --solver dpm++2m --nfe 10
+      score oneclass-flow -n 5000 --metrics fid,kid,prdc --solver dpm++2m --nfe 10 ;;
     *) echo "unknown target '$target' (grid, stacked, fmnist, oneclass)" >&2; exit 2 ;;
   esac
 done

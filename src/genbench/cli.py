@@ -63,10 +63,23 @@ def cmd_sample(args: argparse.Namespace) -> int:
                        use_ema=not args.raw, solver=args.solver, nfe=args.nfe,
                        checkpoint=args.checkpoint, out=Path(args.out) if args.out else None,
                        formats=args.format.split(","), overwrite=args.overwrite, device=args.device,
-                       tol=args.tol, clip=args.clip)
+                       tol=args.tol, clip=args.clip, class_text=args.class_text, guidance=args.guidance,
+                       guidance_interval=args.guidance_interval)
     for p in paths if _is_main_process() else []:
         print(p)
     return 0
+
+
+def _guidance_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--class", dest="class_text", default=None, metavar="CLASS",
+                   help="a conditional model's class(es), by name or index, comma-separated (default: every "
+                        "class the run was trained on, in turn by seed; `sample` then draws one grid row per class)")
+    p.add_argument("--guidance", type=float, default=None, metavar="W",
+                   help="classifier-free guidance scale w of a conditional diffusion/flow model: D_u + w (D_c - D_u); "
+                        "1 = conditional, 0 = unconditional; a guided step costs 2 NFE (one batched call of 2N)")
+    p.add_argument("--guidance-interval", default=None, metavar="LO,HI",
+                   help="guide only where the noise level sigma (= sigma_t / alpha_t, EDM's sigma) is in (LO, HI] "
+                        "(Kynkaanniemi et al. 2024), e.g. 0.28,5.42")
 
 
 def _int_list(text: str, flag: str) -> tuple[int, ...]:
@@ -104,6 +117,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"-> {path}")
         return 0
 
+    if args.guidance_sweep is not None:
+        from genbench.guidance_sweep import guidance_sweep, parse_scales
+
+        if args.guidance is not None:
+            raise GenbenchError("--guidance and --guidance-sweep both set the scale", "keep one of them")
+        path, record = guidance_sweep(Path(args.run), parse_scales(args.guidance_sweep),
+                                      n=2000 if args.n is None else args.n, seed=args.seed,
+                                      metrics=args.metrics or "fid,is,prdc,classes", solver=args.solver, nfe=args.nfe,
+                                      guidance_interval=args.guidance_interval, checkpoint=args.checkpoint,
+                                      use_ema=not args.raw, batch_size=args.batch_size, extractor_kind=args.extractor,
+                                      inception_weights=args.inception_weights, ref_split=args.ref_split,
+                                      device=args.device, tol=args.tol, clip=args.clip, class_text=args.class_text)
+        if not record:
+            return 0
+        for p in record["points"]:
+            print(f"w {p['w']:>5g}: " + "  ".join(f"{k} {p[k]:.4g}" for k in p if k not in ("w", "images_per_s")))
+        print("best: " + ", ".join(f"{k} at w {v['w']:g}" for k, v in record["best"].items()))
+        print(f"-> {path}")
+        return 0
+
     # -n: 10,000 samples of a model; all of the samples in a folder or array (or the first N)
     n = {"n": args.n} if args.n is not None else {}
     path, record = evaluate_path(
@@ -111,7 +144,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         nfe=args.nfe, use_ema=not args.raw, batch_size=args.batch_size, seed=args.seed,
         extractor_kind=args.extractor, inception_weights=args.inception_weights, ref_split=args.ref_split,
         floor=not args.no_floor, device=args.device, overwrite=args.overwrite, tol=args.tol, clip=args.clip,
-        value_range=args.value_range, **external, **n)
+        value_range=args.value_range, class_text=args.class_text, guidance=args.guidance,
+        guidance_interval=args.guidance_interval, **external, **n)
     if record:   # rank 0's; the other ranks only sampled
         print(format_record(record))
         print(f"-> {path}")
@@ -218,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nfe", type=int, default=None, help="network evaluations (default: the run's)")
     s.add_argument("--tol", type=float, default=None, help=TOL_HELP)
     s.add_argument("--clip", choices=["none", *CLIP_MODES], default=None, help=CLIP_HELP)
+    _guidance_args(s)
     s.add_argument("--checkpoint", type=int, default=None, help="checkpoint step (default: latest)")
     s.add_argument("-o", "--out", help="output path without extension (default: in RUN/samples/)")
     s.add_argument("--format", default="png,npz", help="png, npz or png,npz (default)")
@@ -254,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tol", type=float, default=None, help=TOL_HELP)
     e.add_argument("--clip", choices=["none", *CLIP_MODES], default=None, help=CLIP_HELP)
     e.add_argument("--raw", action="store_true", help="raw weights instead of the EMA")
+    _guidance_args(e)
     e.add_argument("--extractor", choices=["domain", "inception"], default=None,
                    help="feature network (default: domain classifier for (Fashion-)MNIST, else Inception-v3)")
     e.add_argument("--inception-weights", default=None,
@@ -263,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--nfe-sweep", action="store_true",
                    help="FID/KID against NFE for each --solver (comma list) over 1,2,4,...,1000")
     e.add_argument("--nfe-list", default=None, help="NFE counts for --nfe-sweep (comma list)")
+    e.add_argument("--guidance-sweep", default=None, metavar="W1,W2,...",
+                   help="a conditional model's FID, IS, precision/recall and class consistency at each guidance "
+                        "scale (default 2,000 samples; metrics fid,is,prdc,classes); the report plots the curve")
     e.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     e.add_argument("--overwrite", action="store_true", help="replace an existing eval JSON")
     e.set_defaults(func=cmd_eval)

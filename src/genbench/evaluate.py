@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from genbench import dist
+from genbench.classes import conditional_info, guidance_tag, labels_for, make_guidance, parse_classes
 from genbench.errors import GenbenchError
 from genbench.external import detect
 from genbench.files import environment, read_json, write_json
@@ -40,7 +41,7 @@ from genbench.sampling import (
 )
 from genbench.solvers import allowed_nfe
 
-IMAGE_METRICS = ("fid", "kid", "is", "prdc", "modes", "memorisation", "speed")
+IMAGE_METRICS = ("fid", "kid", "is", "prdc", "modes", "memorisation", "classes", "class_fid", "speed")
 # what a reused evaluation must hold (format_record and nfe_sweep read these)
 RECORD_KEYS = {"run": str, "checkpoint": dict, "weights": str, "sampling": dict, "metrics": dict, "warnings": list}
 EVAL_FIX = "delete the damaged file: the evaluation is then made again (or add --overwrite)"
@@ -92,7 +93,9 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
                  batch_size: int | None = None, seed: int = 0, extractor_kind: str | None = None,
                  inception_weights: str | None = None, ref_split: str = "train", floor: bool = True,
                  device: str = "auto", overwrite: bool = False, progress: bool = True,
-                 tol: float | None = None, reuse: bool = False, clip: str | None = None) -> tuple[Path, dict]:
+                 tol: float | None = None, reuse: bool = False, clip: str | None = None,
+                 class_text: str | None = None, guidance: float | None = None,
+                 guidance_interval: str | None = None) -> tuple[Path, dict]:
     """Sample the run and score it (:mod:`genbench.metrics.protocol`); returns the JSON's path and record.
 
     An evaluation whose file already exists is refused, unless ``overwrite`` (evaluate again) or
@@ -105,7 +108,8 @@ def evaluate_run(run_dir: Path, checkpoint: int | None = None, metrics: str | No
     return evaluate_model(loaded, run_dir, metrics=metrics, n=n, solver=solver, nfe=nfe, use_ema=use_ema,
                           batch_size=batch_size, seed=seed, extractor_kind=extractor_kind,
                           inception_weights=inception_weights, ref_split=ref_split, floor=floor,
-                          overwrite=overwrite, tol=tol, reuse=reuse, clip=clip, t_start=t_start)
+                          overwrite=overwrite, tol=tol, reuse=reuse, clip=clip, t_start=t_start,
+                          class_text=class_text, guidance=guidance, guidance_interval=guidance_interval)
 
 
 def evaluate_model(loaded: LoadedRun, run_dir: Path, metrics: str | None = None, n: int | None = 10_000,
@@ -114,7 +118,8 @@ def evaluate_model(loaded: LoadedRun, run_dir: Path, metrics: str | None = None,
                    inception_weights: str | None = None, ref_split: str = "train", floor: bool = True,
                    overwrite: bool = False, tol: float | None = None, reuse: bool = False,
                    clip: str | None = None, t_start: float | None = None, grid_dir: Path | None = None,
-                   **_ignored) -> tuple[Path, dict]:
+                   class_text: str | None = None, guidance: float | None = None,
+                   guidance_interval: str | None = None, **_ignored) -> tuple[Path, dict]:
     """:func:`evaluate_run` of a loaded model (a run's, or one from outside genbench: ``loaded.source``),
     writing into ``run_dir/eval``; ``grid_dir`` also gets a grid of the first 64 samples."""
     t_start = time.perf_counter() if t_start is None else t_start
@@ -133,6 +138,11 @@ def evaluate_model(loaded: LoadedRun, run_dir: Path, metrics: str | None = None,
     solver, nfe_req = resolve_solver(cfg, solver, nfe)
     opts = solver_options(solver, tol, cfg.sample.clip if clip is None else clip, loaded.data_kind)
     batch_size = resolve_batch_size(batch_size, loaded.device)   # recorded as used
+    seeds = list(range(seed, seed + n))
+    labels = labels_for(loaded, seeds, class_text)   # a conditional model's: per seed, balanced by default
+    guided = make_guidance(loaded, guidance, guidance_interval)
+    if guided is not None:
+        opts["guidance"] = guided
 
     # everything that can fail cheaply (the extractor's weights, say) fails before sampling
     protocol: ImageProtocol | PointProtocol | None = None
@@ -141,8 +151,9 @@ def evaluate_model(loaded: LoadedRun, run_dir: Path, metrics: str | None = None,
     elif set(chosen) & set(EXTRACTOR_METRICS):
         protocol = ImageProtocol.for_data(cfg.data, loaded.device, extractor_kind, inception_weights,
                                           ref_split=ref_split, ref_n=FID_REFERENCE_N if ref_split == "train" else None)
+        protocol.check(chosen, labelled=labels is not None)   # class metrics it cannot compute, before sampling
     solver_name = solver or "generator"
-    nfe_tag = str(nfe_req or "") + options_tag(opts)
+    nfe_tag = str(nfe_req or "") + options_tag(opts) + guidance_tag(guided, parse_classes(class_text, loaded))
     out = _out_path(run_dir, loaded.step, solver_name, nfe_tag, n, seed, not use_ema,
                     protocol.tag if protocol else "no-extractor")   # images scored for speed only
     # rank 0's file system decides, so that all ranks stop, or go on to sample, together
@@ -155,8 +166,8 @@ def evaluate_model(loaded: LoadedRun, run_dir: Path, metrics: str | None = None,
     nets = loaded.sampling_nets(use_ema)
     t0 = time.perf_counter()
     # under torchrun the seeds are shared out and the samples gathered: rank 0 alone scores
-    x, nfe = generate_sharded(loaded.method, nets, loaded.latent_shape, list(range(seed, seed + n)),
-                              loaded.device, batch_size, solver, nfe_req, **opts)
+    x, nfe = generate_sharded(loaded.method, nets, loaded.latent_shape, seeds, loaded.device, batch_size, solver,
+                              nfe_req, labels=labels, **opts)
     sample_seconds = time.perf_counter() - t0
     if x is None:
         return out, {}
@@ -187,7 +198,9 @@ def evaluate_model(loaded: LoadedRun, run_dir: Path, metrics: str | None = None,
         "checkpoint": {"step": loaded.step, "images_seen": loaded.images_seen,
                        "train_seconds": info.get("train_seconds")},
         "weights": "ema" if use_ema and loaded.ema is not None else "raw",
-        "sampling": {"solver": solver_name, "nfe": nfe, "n": n, "options": opts, "seeds": [seed, seed + n - 1],
+        "sampling": {"solver": solver_name, "nfe": nfe, "n": n, "options": {k: v for k, v in opts.items()
+                                                                           if k != "guidance"},
+                     "seeds": [seed, seed + n - 1], "conditional": conditional_info(loaded, labels, guided),
                      "batch_size": batch_size, "seconds": sample_seconds, "images_per_s": n / sample_seconds},
         "extractor": protocol.extractor_info if protocol else None, "reference": reference, "metrics": scores,
         "floor": floor_scores, "speed": speed, "warnings": warnings,
@@ -310,7 +323,8 @@ def nfe_sweep(run_dir: Path, solvers: list[str], nfes: tuple[int, ...] = SWEEP_N
 
 GRID_N = 64   # samples in an entry folder's grid (the report's sample figure and nearest-neighbour search)
 MODEL_ONLY = {"checkpoint": "--checkpoint", "solver": "--solver", "nfe": "--nfe", "tol": "--tol", "clip": "--clip",
-              "batch_size": "--batch-size"}
+              "batch_size": "--batch-size", "class_text": "--class", "guidance": "--guidance",
+              "guidance_interval": "--guidance-interval"}
 
 
 def check_min_samples(chosen: list[str], n: int, what: str) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genbench.classes import guidance_tag, labels_for, make_guidance, parse_classes, rows_by_class
 from genbench.errors import GenbenchError
 from genbench.external import detect
 from genbench.files import atomic_savez
@@ -40,7 +41,11 @@ def _load(path: Path, checkpoint: int | None, device: str, use_ema: bool, out: P
 def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, use_ema: bool = True,
                solver: str | None = None, nfe: int | None = None, checkpoint: int | None = None,
                out: Path | None = None, formats: list[str] = ("png", "npz"), overwrite: bool = False,
-               device: str = "auto", tol: float | None = None, clip: str | None = None) -> list[Path]:
+               device: str = "auto", tol: float | None = None, clip: str | None = None,
+               class_text: str | None = None, guidance: float | None = None,
+               guidance_interval: str | None = None) -> list[Path]:
+    """N samples of seeds seed..seed+n-1; a conditional model's ask for ``class_text``'s classes (names or
+    indices), else one class per seed in turn, and its grid has one row per class."""
     if n < 1:
         raise GenbenchError(f"-n must be positive (got {n})", "e.g. -n 64")
     bad = [f for f in formats if f not in ("png", "npz")]
@@ -52,8 +57,14 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, 
     check_sample_memory(n, loaded.data_shape)
     solver, nfe = resolve_solver(loaded.cfg, solver, nfe)
     opts = solver_options(solver, tol, loaded.cfg.sample.clip if clip is None else clip, loaded.data_kind)
+    seeds = list(range(seed, seed + n))
+    labels = labels_for(loaded, seeds, class_text)
+    guided = make_guidance(loaded, guidance, guidance_interval)
+    if guided is not None:
+        opts["guidance"] = guided
+    tag = options_tag(opts) + guidance_tag(guided, parse_classes(class_text, loaded))
     stem = out or run / "samples" / (
-        f"generated-step{loaded.step}-{solver or 'generator'}{nfe or ''}{options_tag(opts)}-seed{seed}-n{n}"
+        f"generated-step{loaded.step}-{solver or 'generator'}{nfe or ''}{tag}-seed{seed}-n{n}"
         + ("-raw" if not use_ema else ""))
     paths = [stem.with_name(stem.name + f".{f}") for f in formats]
     existing = [p for p in paths if p.exists()]
@@ -67,16 +78,18 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, 
         stem.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise GenbenchError(f"cannot write to {stem.parent}: {err.strerror}", "choose a writable -o") from None
-    seeds = list(range(seed, seed + n))
     # under torchrun each rank draws its share of the seeds; rank 0 gathers and writes
     x, nfe = generate_sharded(loaded.method, loaded.sampling_nets(use_ema), loaded.latent_shape, seeds,
-                              loaded.device, batch_size, solver, nfe, **opts)
+                              loaded.device, batch_size, solver, nfe, labels=labels, **opts)
     if x is None:
         return paths
     for path in paths:
         if path.suffix == ".png":
             if loaded.data_kind == "points":
                 save_points_plot(x, path, title=f"{run.name} step {loaded.step} NFE {nfe}")
+            elif labels is not None and class_text is None:   # one row per class
+                order, per_row = rows_by_class(labels)
+                save_image_grid(x[order][:256 - 256 % per_row], path, nrow=per_row)
             else:
                 save_image_grid(x[:256], path)
         else:
@@ -84,7 +97,10 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, 
 
             arr = x.numpy() if loaded.data_kind == "points" else to_uint8(x).permute(0, 2, 3, 1).numpy()
             # plain arrays only (np.load reads them without allow_pickle); a GAN's NFE is 1
+            extra = {} if labels is None else {"labels": np.asarray(labels, dtype=np.int64)}
+            if guided is not None:
+                extra["guidance"] = np.asarray(guided.scale)
             atomic_savez(path, samples=arr, seeds=np.asarray(seeds, dtype=np.int64),
-                         nfe=np.asarray(1 if nfe is None else nfe), step=np.int64(loaded.step))
+                         nfe=np.asarray(1 if nfe is None else nfe), step=np.int64(loaded.step), **extra)
     return paths
 

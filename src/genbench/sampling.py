@@ -69,9 +69,12 @@ def resolve_batch_size(batch_size: int | None, device) -> int:
 
 def generate(method, nets: dict[str, nn.Module], latent_shape: Sequence[int], seeds: Sequence[int],
              device: torch.device, batch_size: int | None = None, solver: str | None = None,
-             nfe: int | None = None, bitwise: bool = True, **opts) -> tuple[Tensor, int | float]:
+             nfe: int | None = None, bitwise: bool = True, labels: Sequence[int] | None = None,
+             **opts) -> tuple[Tensor, int | float]:
     """Samples for ``seeds`` (model range, on the CPU) and the NFE per sample: an int, or for an
-    adaptive solver whose batches took different counts, their mean over samples (one decimal).
+    adaptive solver (or guidance inside an interval) whose batches took different counts, their mean
+    over samples (one decimal). ``labels`` (a conditional model's) gives the class of each seed's sample;
+    ``opts`` may hold ``guidance`` (:class:`genbench.methods.guidance.Guidance`) and solver options.
 
     Sample k depends only on seeds[k]: its initial and per-step noise come from its own stream
     (as EDM's generate script does). With ``bitwise`` (CPU only) it is also bitwise independent of
@@ -86,8 +89,12 @@ def generate(method, nets: dict[str, nn.Module], latent_shape: Sequence[int], se
     for start in range(0, len(seeds), batch_size):
         chunk = list(seeds[start:start + batch_size])
         n = len(chunk)
+        y = None if labels is None else list(labels[start:start + batch_size])
         if pad and n % PAD_TO:
             chunk += [-1 - k for k in range(PAD_TO - n % PAD_TO)]  # dummy streams, dropped below
+            y = None if y is None else y + [y[0]] * (PAD_TO - n % PAD_TO)
+        if y is not None:
+            opts["y"] = torch.tensor(y, dtype=torch.long, device=device)
         noise = SeededNoise(chunk, device)
         x_init = noise.randn(latent_shape)
         if image:
@@ -106,14 +113,16 @@ def generate(method, nets: dict[str, nn.Module], latent_shape: Sequence[int], se
 
 
 def generate_sharded(method, nets, latent_shape, seeds: list[int], device, batch_size: int | None = None,
-                     solver: str | None = None, nfe: int | None = None, **opts):
+                     solver: str | None = None, nfe: int | None = None, labels: Sequence[int] | None = None,
+                     **opts):
     """:func:`generate` with the seeds split over the ranks (contiguous shares) and the samples
     gathered on rank 0 in seed order: bitwise what one process makes on the CPU (per-seed
     streams, padded batches). Rank 0 gets (samples, nfe), the others (None, their nfe)."""
     if dist.world_size() == 1:
-        return generate(method, nets, latent_shape, seeds, device, batch_size, solver, nfe, **opts)
+        return generate(method, nets, latent_shape, seeds, device, batch_size, solver, nfe, labels=labels, **opts)
     mine = dist.shard(seeds)
-    x, used = (generate(method, nets, latent_shape, mine, device, batch_size, solver, nfe, **opts)
+    my_labels = None if labels is None else dist.shard(list(labels))
+    x, used = (generate(method, nets, latent_shape, mine, device, batch_size, solver, nfe, labels=my_labels, **opts)
                if mine else (None, None))
     return dist.gather_samples(x), used
 

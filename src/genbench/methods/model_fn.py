@@ -134,3 +134,8 @@ def clip_x0(denoise, path, mode: str, percentile: float = DYNAMIC_PERCENTILE):
         return x0c, eps
 
     return clipped
+
+
+def with_clip(denoise, path, clip: str | None):
+    """``denoise`` with its x0 kept in range by :func:`clip_x0` when ``clip`` names a mode."""
+    return clip_x0(denoise, path, clip) if clip else denoise
