@@ -268,30 +268,50 @@ def test_layout_change_on_resume_keeps_the_optimiser_right(runs, tmp_path, monke
     close(a["optim"], b["optim"], "optim")
 
 
-def _meanflow_worker(rank: int, port: int, root: str) -> None:
+def _own_worker(rank: int, port: int, root: str, args: list[str]) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     with contextlib.redirect_stdout(io.StringIO()):
-        code = main(toy_args("meanflow", Path(root) / "dist", STEPS))
+        code = main(args)
     if code != 0:
-        raise SystemExit(f"meanflow on rank {rank} exited with {code}")
+        raise SystemExit(f"{args[1]} on rank {rank} exited with {code}")
     _leave()
 
 
-def test_meanflow_two_ranks_equal_one_rank(tmp_path, monkeypatch):
-    """MeanFlow's JVP runs on the unwrapped net without grad and the gradient forward through DDP
-    (methods/meanflow.py): 2 ranks x B/2 give 1 rank x B's weights, so the gradients were all-reduced.
-    In its own processes: the JVP job inside the long multi-job worker above has aborted a rank at exit."""
+def _two_ranks_equal_one(tmp_path, monkeypatch, args_for, players) -> None:
+    """``args_for(out)`` trained in this process and under 2 ranks (own processes) give the same weights."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("GENBENCH_DATA", str(tmp_path / "nodata"))
     with contextlib.redirect_stdout(io.StringIO()):
-        assert main(toy_args("meanflow", tmp_path / "single", STEPS)) == 0
-    torch.multiprocessing.spawn(_meanflow_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+        assert main(args_for(tmp_path / "single")) == 0
+    torch.multiprocessing.spawn(_own_worker, args=(_free_port(), str(tmp_path), args_for(tmp_path / "dist")),
+                                nprocs=WORLD, join=True)
     ck_s, ck_d = list_checkpoints(tmp_path / "single" / "checkpoints"), list_checkpoints(tmp_path / "dist" / "checkpoints")
     assert sorted(ck_s) == sorted(ck_d)
     a, b = load_checkpoint(ck_s[max(ck_s)]), load_checkpoint(ck_d[max(ck_d)])
     for key in ("nets", "ema", "optim", "step", "images_seen", "draws"):
         close(a[key], b[key], key)
     first = load_checkpoint(ck_s[min(ck_s)])
-    assert max_change(a["nets"]["model"], first["nets"]["model"]) > 1000 * TOL["atol"]
+    for player in players:
+        assert max_change(a["nets"][player], first["nets"][player]) > 1000 * TOL["atol"], player
+
+
+def test_meanflow_two_ranks_equal_one_rank(tmp_path, monkeypatch):
+    """MeanFlow's JVP runs on the unwrapped net without grad and the gradient forward through DDP
+    (methods/meanflow.py): 2 ranks x B/2 give 1 rank x B's weights, so the gradients were all-reduced.
+    In its own processes: the JVP job inside the long multi-job worker above has aborted a rank at exit."""
+    _two_ranks_equal_one(tmp_path, monkeypatch, lambda out: toy_args("meanflow", out, STEPS), ["model"])
+
+
+def test_r1_r2_double_backward_two_ranks_equal_one_rank(tmp_path, monkeypatch):
+    """R3GAN's R1 + R2 penalties differentiate D's input gradient (a double backward through the DDP-wrapped
+    D), regularised lazily every 2nd D update: 2 ranks x B/2 still give 1 rank x B's G and D, so the penalty's
+    gradient was all-reduced like the loss's."""
+    def args_for(out: Path) -> list[str]:
+        args = toy_args("gan", out, 4, "method.loss=rpgan", "method.penalty=r1+r2", "method.gamma=0.1",
+                        "method.reg_every=2")
+        args[1] = "configs/toy2d/gan-r3.yaml"
+        return args
+
+    _two_ranks_equal_one(tmp_path, monkeypatch, args_for, ["G", "D"])

@@ -73,11 +73,25 @@ class StudyConfig(_Strict):
     eval: StudyEval = Field(default_factory=StudyEval)
     sweep: StudySweep | None = None
     neighbours: bool = True
+    # class-conditional study (issue 17): every run trains with conditional=true, samples are asked for the
+    # classes in turn by seed, the domain classifier scores class consistency; ``guidance`` is the scale each
+    # guided family is evaluated at (default 1: the conditional model) and ``guidance_sweep`` the scales whose
+    # FID / IS / precision / recall / consistency curve the report plots (on sweep.n samples, else eval.n)
+    conditional: bool = False
+    guidance: dict[Family, float] = Field(default_factory=dict)
+    guidance_sweep: list[float] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> StudyConfig:
         if len(self.runs) < 2:
             raise ValueError("a study needs at least two families in runs")
+        if (self.guidance or self.guidance_sweep) and not self.conditional:
+            raise ValueError("guidance and guidance_sweep need conditional=true (an unconditional model has "
+                             "nothing to guide)")
+        if "gan" in self.guidance:
+            raise ValueError("guidance.gan: a GAN's generator has no unconditional prediction to guide away from")
+        if any(w < 0 for w in [*self.guidance.values(), *(self.guidance_sweep or [])]):
+            raise ValueError("guidance scales must be >= 0 (1 = the conditional model)")
         bad = set(self.overrides) - {"all", *self.runs}
         if bad:
             raise ValueError(f"overrides for unknown families {sorted(bad)}; use 'all' or one of {sorted(self.runs)}")
@@ -100,7 +114,8 @@ def load_study(name: str, overrides: list[str] = ()) -> tuple[StudyConfig, Path]
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "study"
         raise GenbenchError(f"study {path}: {where}: {first['msg']}",
-                            "valid keys: name, runs, overrides, datasets, budget, seeds, eval, sweep, neighbours") \
+                            "valid keys: name, runs, overrides, datasets, budget, seeds, eval, sweep, neighbours, "
+                            "conditional, guidance, guidance_sweep") \
             from None
 
 
@@ -131,7 +146,8 @@ def _train(study: StudyConfig, family: str, seed: int, run_dir: Path, extra: lis
             return                               # done in an earlier call of the same study
         # a different budget: continue the run under it (genbench train --resume)
     budget = json.dumps(study.budget.as_dict())
-    overrides = [*study.overrides.get("all", []), *study.overrides.get(family, []), *extra,
+    overrides = [*(["conditional=true"] if study.conditional else []), *study.overrides.get("all", []),
+                 *study.overrides.get(family, []), *extra,
                  f"seed={seed}", f"name={study.name}-{family}-s{seed}", f"train.budget={budget}"]
     cfg = load_config(resolve_config(study.runs[family]), overrides)
     resume = (run_dir / "config.yaml").is_file()
@@ -158,9 +174,12 @@ def _evaluate(study: StudyConfig, family: str, run_dir: Path, progress: bool) ->
 
     is_points = _is_points(run_dir)
     metrics = study.eval.metrics or ("modes,prdc,speed" if is_points else "fid,kid,is,prdc,speed")
+    if study.conditional and not is_points and "classes" not in metrics.split(","):
+        metrics += ",classes"     # class consistency: the share of samples of the class asked for
     _, rec = evaluate_run(run_dir, metrics=metrics, n=study.eval.n, seed=study.eval.seed,
                           solver=study.eval.solver.get(family), nfe=study.eval.nfe.get(family),
-                          batch_size=study.eval.batch_size, progress=progress, reuse=True)
+                          batch_size=study.eval.batch_size, progress=progress, reuse=True,
+                          guidance=study.guidance.get(family))
     if progress:
         print(format_record(rec), flush=True)
     if study.eval.history_n:
@@ -178,9 +197,19 @@ def _sweep(study: StudyConfig, family: str, run_dir: Path) -> None:
     from genbench.evaluate import nfe_sweep
 
     is_points = _is_points(run_dir)
-    for solver, nfes in study.sweep.solvers.get(family, {}).items():
+    if study.guidance_sweep and family != "gan" and not is_points:
+        from genbench.guidance_sweep import guidance_sweep
+
+        guidance_sweep(run_dir, sorted(study.guidance_sweep), n=study.sweep.n if study.sweep else study.eval.n,
+                       seed=study.eval.seed, metrics="fid,is,prdc,classes", solver=study.eval.solver.get(family),
+                       nfe=study.eval.nfe.get(family), batch_size=study.eval.batch_size)
+    for solver, nfes in (study.sweep.solvers.get(family, {}) if study.sweep else {}).items():
         nfe_sweep(run_dir, [solver], tuple(nfes), n=study.sweep.n, seed=study.eval.seed,
                   metrics="modes,prdc" if is_points else "fid,kid", batch_size=study.eval.batch_size)
+
+
+def _has_sweep(study: StudyConfig, family: str) -> bool:
+    return bool((study.sweep and study.sweep.solvers.get(family)) or (study.guidance_sweep and family != "gan"))
 
 
 def run_study(name: str, overrides: list[str] = (), out: Path | None = None, progress: bool = True,
@@ -195,7 +224,7 @@ def run_study(name: str, overrides: list[str] = (), out: Path | None = None, pro
     write_json(out / "study.json", {"source": str(source), **study.model_dump()})
     datasets = study.datasets or [None]
     families = list(study.runs)
-    n_sweeps = sum(1 for f in families if study.sweep and study.sweep.solvers.get(f))
+    n_sweeps = sum(1 for f in families if _has_sweep(study, f))
     per_set = study.seeds * len(families) * 2 + n_sweeps * study.seeds + 1
     bar = Progress(per_set * len(datasets), progress)
     if progress:
@@ -222,8 +251,9 @@ def run_study(name: str, overrides: list[str] = (), out: Path | None = None, pro
             fam = run_dir.name.rsplit("-s", 1)[0]
             bar.stage(f"evaluate {run_dir.name}: {study.eval.n} samples")
             _evaluate(study, fam, run_dir, progress)
-            if study.sweep and study.sweep.solvers.get(fam):
-                bar.stage(f"NFE sweep {run_dir.name}: {study.sweep.solvers[fam]} at {study.sweep.n} samples")
+            if _has_sweep(study, fam):
+                bar.stage(f"sweeps {run_dir.name}: NFE {study.sweep.solvers.get(fam) if study.sweep else None}, "
+                          f"guidance {study.guidance_sweep if fam != 'gan' else None}")
                 _sweep(study, fam, run_dir)
         bar.stage("report")
         from genbench.report import build_report
