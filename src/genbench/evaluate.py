@@ -190,7 +190,8 @@ def evaluate_model(loaded: LoadedRun, run_dir: Path, metrics: str | None = None,
     if "speed" in chosen:
         from genbench.metrics.speed import measure_speed
 
-        speed = measure_speed(loaded.method, nets, loaded.latent_shape, loaded.device, solver, nfe_req)
+        speed = measure_speed(loaded.method, nets, loaded.latent_shape, loaded.device, solver, nfe_req,
+                              classes=sorted(set(labels)) if labels else None, **opts)
     record = {
         "genbench_eval": 1,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

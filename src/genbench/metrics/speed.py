@@ -26,9 +26,15 @@ def _timed(fn, device: torch.device) -> float:
 
 
 def measure_speed(method, nets, latent_shape, device: torch.device, solver: str | None, nfe: int | None,
-                  batch_sizes: Sequence[int] = (16, 64, 256), repeats: int = 3) -> dict:
+                  batch_sizes: Sequence[int] = (16, 64, 256), repeats: int = 3,
+                  classes: Sequence[int] | None = None, **opts) -> dict:
+    """``classes`` (a conditional model's) are asked for in turn, and ``opts`` (e.g. ``guidance``) are those of
+    the samples scored, so that a guided model's speed includes its second evaluation."""
     def run(bs: int, seed: int) -> int:
-        return generate(method, nets, latent_shape, list(range(seed, seed + bs)), device, bs, solver, nfe, bitwise=False)[1]
+        seeds = list(range(seed, seed + bs))
+        labels = [classes[s % len(classes)] for s in seeds] if classes else None
+        return generate(method, nets, latent_shape, seeds, device, bs, solver, nfe, bitwise=False, labels=labels,
+                        **opts)[1]
 
     nfe = run(1, 10**6)  # warm-up
     latency = statistics.median(_timed(lambda r=r: run(1, 10**6 + r), device) for r in range(repeats))
