@@ -85,7 +85,7 @@ def test_w1_is_the_conditional_model_bitwise_and_the_batched_rule_agrees():
     guided = Guided(method.model_fn, nets["model"], torch.tensor(labels[:8]), Guidance(1.0, NULL), method.path)
     x, t = torch.randn(8, 2), torch.full((8,), 0.6)
     cond = method.model_fn(nets["model"], torch.tensor(labels[:8])).denoise(x, t)
-    for a, b in zip(guided.denoise(x, t), cond):
+    for a, b in zip(guided.denoise(x, t), cond, strict=True):
         torch.testing.assert_close(a, b)
     # and w = 0 is the model given the "no label" token
     w0, _ = generate(method, nets, (2,), seeds, "cpu", 64, "euler", 8, labels=labels, guidance=Guidance(0.0, NULL))

@@ -28,7 +28,7 @@ SCORING_SHARE = 0.25                    # the most of the minutes that scoring m
 SWEEP_N = 300
 # the demo leaves out the `speed` metric (batch-1 latency and a batch sweep: ~6,700 evaluations per NFE and
 # family): the evaluation's own sampling already measures images/s, which answers "fastest generation"
-METRICS = "fid,kid,is,prdc"
+METRICS = "fid,kid,is,prdc,classes"
 ALLOWANCE_S = (60.0, 0.08)              # data, reference features, report: a fixed part and a share of the minutes
 MIN_TRAIN_MINUTES = 0.5
 

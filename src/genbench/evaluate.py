@@ -20,6 +20,7 @@ from genbench.errors import GenbenchError
 from genbench.external import detect
 from genbench.files import environment, read_json, write_json
 from genbench.limits import check_sample_count, check_sample_memory
+from genbench.metrics.classes import summary as class_summary
 from genbench.metrics.extractors import STACKED
 from genbench.metrics.protocol import (
     EXTRACTOR_METRICS,
@@ -179,7 +180,7 @@ def evaluate_model(loaded: LoadedRun, run_dir: Path, metrics: str | None = None,
     floor_scores: dict | None = None
     reference: dict = {}
     if protocol is not None:
-        scores = protocol.scores(chosen, x)
+        scores = protocol.scores(chosen, x, labels=labels)
         reference = protocol.reference_info
         if floor:
             floor_scores = protocol.floor(chosen, n)
@@ -236,8 +237,8 @@ def format_record(record: dict) -> str:
     def fmt(d: dict | None) -> str:
         if not d:
             return "-"
-        return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items()
-                         if not k.endswith("_std") and k not in ("kid_subset_size",))
+        return ", ".join(class_summary(k, v) if isinstance(v, dict) else f"{k} {v:.4g}" if isinstance(v, float)
+                         else f"{k} {v}" for k, v in d.items() if not k.endswith("_std") and k not in ("kid_subset_size",))
 
     s = record["sampling"]
     if s.get("images_per_s") is None:   # samples made outside genbench

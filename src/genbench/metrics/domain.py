@@ -129,9 +129,11 @@ def load_verified_weights(dataset: str, weights_path: str | Path | None = None) 
 
 
 class DomainExtractor:
-    """Penultimate features (128-d, after ReLU) and logits of the pinned domain classifier."""
+    """Penultimate features (128-d, after ReLU) and logits of the pinned domain classifier; its logits
+    are over the dataset's own classes (``num_classes``), so its argmax is a class prediction."""
 
     feature_dim = FEATURE_DIM
+    num_classes = NUM_CLASSES
 
     def __init__(self, dataset: str, weights_path: str | Path | None = None, device: str | torch.device = "cpu"):
         tensors, sha, metadata = load_verified_weights(dataset, weights_path)

@@ -37,7 +37,7 @@ def toy_mode_stats(samples, centers, std: float, n_std: float = 3.0, min_count: 
     """Mode statistics of N×2 samples against K×2 mixture centres with component std ``std``.
 
     Returns
-    - ``modes``: number of modes with at least ``min_count`` high-quality samples. The default 1
+    - ``modes``: number of modes with at least ``min_count`` high-quality samples (of ``modes_total``). The default 1
       is the rule of VEEGAN and PacGAN (a mode is lost when no sample lands within 3 std of it);
       a larger value makes the count ignore a few stray samples.
     - ``hq_fraction``: fraction of samples within n_std·std of their nearest centre.
@@ -58,6 +58,7 @@ def toy_mode_stats(samples, centers, std: float, n_std: float = 3.0, min_count: 
     counts = np.bincount(nearest[hq], minlength=len(c))
     return {
         "modes": int((counts >= min_count).sum()),
+        "modes_total": len(c),
         "hq_fraction": float(hq.mean()),
         "reverse_kl": kl_to_uniform(counts) if hq.any() else float("nan"),
     }
@@ -65,7 +66,7 @@ def toy_mode_stats(samples, centers, std: float, n_std: float = 3.0, min_count: 
 
 def stacked_mode_stats(labels, n_classes: int = 10) -> dict:
     """Mode statistics of N×3 predicted digit labels (Stacked MNIST): a mode is a label triple,
-    n_classes³ in all. ``modes`` = distinct triples seen; ``kl`` = KL(q || uniform) in nats."""
+    n_classes³ in all (``modes_total``). ``modes`` = distinct triples seen; ``kl`` = KL(q || uniform) in nats."""
     raw = _as_numpy(labels, "labels", (3,), None)
     if not np.issubdtype(raw.dtype, np.integer):
         raise ValueError(f"labels must be integers, got dtype {raw.dtype}")
@@ -74,4 +75,4 @@ def stacked_mode_stats(labels, n_classes: int = 10) -> dict:
         raise ValueError(f"labels must lie in [0, {n_classes - 1}], got range [{lab.min()}, {lab.max()}]")
     mode = (lab[:, 0] * n_classes + lab[:, 1]) * n_classes + lab[:, 2]
     counts = np.bincount(mode, minlength=n_classes**3)
-    return {"modes": int((counts > 0).sum()), "kl": kl_to_uniform(counts)}
+    return {"modes": int((counts > 0).sum()), "modes_total": n_classes**3, "kl": kl_to_uniform(counts)}

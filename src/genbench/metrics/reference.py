@@ -3,6 +3,9 @@
 The cache key holds the dataset's content fingerprint and the extractor's name and weights
 hash, so a changed dataset file or extractor can never be served stale statistics. The real-data
 floor's scores (:func:`cached_scores`) are kept beside them, keyed by everything they depend on.
+The reference's class labels (for the class metrics, :mod:`genbench.metrics.classes`) are not
+cached: they come from the dataset read to fingerprint it (the fingerprint covers the labels), so
+the cache files and their keys are those of before, and a cache can never give stale labels.
 Location: ``$GENBENCH_CACHE/refstats`` or ``~/.cache/genbench/refstats``.
 """
 
@@ -28,6 +31,14 @@ class Reference:
     features: np.ndarray          # N×D float64
     logits: np.ndarray | None
     info: dict                    # dataset, split, classes, n, fingerprint, verified_official, extractor
+    labels: np.ndarray | None = None         # N int64 labels of the reference images (None: unlabelled data)
+    class_counts: np.ndarray | None = None   # images per class in the whole split (after data.classes)
+    class_names: list[str] | None = None
+
+    @property
+    def class_shares(self) -> np.ndarray | None:
+        """The split's class distribution (0.1 each for Fashion-MNIST's train split), or None."""
+        return None if self.class_counts is None else self.class_counts / self.class_counts.sum()
 
 
 def cache_dir() -> Path:
@@ -55,20 +66,37 @@ def _read_cache(path: Path, n: int) -> tuple[np.ndarray, np.ndarray | None] | No
     return features.astype(np.float64), None if logits is None else logits.astype(np.float64)
 
 
-def real_images(data_cfg: DataConfig, split: str, n: int | None, seed: int = 0):
-    """Up to n images of a split (a fixed random subset when the split is larger), and the dataset."""
+def real_items(data_cfg: DataConfig, split: str, n: int | None, seed: int = 0):
+    """Up to n images of a split (a fixed random subset when the split is larger), their labels (None
+    for unlabelled data) and the dataset."""
     from genbench.data import load_dataset
 
     data = load_dataset(data_cfg.model_copy(update={"split": split, "limit": None}))
     idx = torch.arange(len(data))
     if n is not None and n < len(data):
         idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return data.x[idx], data
+    return data.x[idx], None if data.y is None else data.y[idx], data
+
+
+def real_images(data_cfg: DataConfig, split: str, n: int | None, seed: int = 0):
+    """Up to n images of a split (:func:`real_items`) and the dataset."""
+    images, _, data = real_items(data_cfg, split, n, seed)
+    return images, data
+
+
+def _class_fields(labels, data) -> dict:
+    """The reference's labels, its split's class counts and the class names (nothing for unlabelled data)."""
+    if labels is None or data.kind != "image":
+        return {}
+    counts = torch.bincount(data.y, minlength=len(data.class_names or ())).numpy()
+    return {"labels": labels.numpy().astype(np.int64), "class_counts": counts,
+            "class_names": list(data.class_names) if data.class_names else None}
 
 
 def reference_features(extractor, data_cfg: DataConfig, split: str, n: int | None, batch_size: int = 500,
                        use_cache: bool = True) -> Reference:
-    images, data = real_images(data_cfg, split, n)
+    images, labels, data = real_items(data_cfg, split, n)
+    classes = _class_fields(labels, data)
     info = {"dataset": data.name, "split": split, "classes": data_cfg.classes, "n": len(images),
             "fingerprint": data.fingerprint, "verified_official": bool(data.verified),
             "extractor": extractor.name, "extractor_sha256": extractor.weights_sha256}
@@ -77,7 +105,7 @@ def reference_features(extractor, data_cfg: DataConfig, split: str, n: int | Non
     if use_cache and path.is_file():
         cached = _read_cache(path, len(images))
         if cached is not None:
-            return Reference(*cached, info)
+            return Reference(*cached, info, **classes)
     feats = extractor.extract(images, batch_size=batch_size)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +117,7 @@ def reference_features(extractor, data_cfg: DataConfig, split: str, n: int | Non
         feats.features = feats.features.astype(np.float32).astype(np.float64)
         if feats.logits is not None:
             feats.logits = feats.logits.astype(np.float32).astype(np.float64)
-    return Reference(feats.features, feats.logits, info)
+    return Reference(feats.features, feats.logits, info, **classes)
 
 
 def cached_scores(what: dict, compute) -> dict:

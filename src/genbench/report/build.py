@@ -9,6 +9,8 @@ from pathlib import Path
 
 from genbench.errors import GenbenchError
 from genbench.limits import GRID_FILE_BYTES, read_bytes
+from genbench.report.collapse import collapse_section
+from genbench.report.collapse import summary as collapse_summary
 from genbench.report.collect import (
     FAMILY_NAMES,
     RunRecord,
@@ -204,7 +206,8 @@ def build_report(run_dirs: list[Path], out: Path, title: str | None = None, stud
                       "floor": _cell(fmt, floor[key], None) if key in floor else "",
                       "better": {"low": "↓", "high": "↑"}.get(better, "")})
 
-    figures: dict[str, list[Figure]] = {"samples": [], "neighbours": [], "training": [], "sampling": []}
+    figures: dict[str, list[Figure]] = {"samples": [], "neighbours": [], "training": [], "sampling": [],
+                                        "collapse": []}
     for g in groups:
         run = g["runs"][0]
         if run.grids:
@@ -242,6 +245,17 @@ def build_report(run_dirs: list[Path], out: Path, title: str | None = None, stud
         figures["sampling"].append(Figure("quality-vs-time", f"FID on {n_shown} samples against sampling time "
                                           "per image, with the Pareto front (lower left is better)", t))
 
+    collapse = collapse_section(groups, first_eval)     # issue #16's panel, when the study has GANs
+    if collapse and collapse["histogram"]:
+        figures["collapse"].append(Figure("gan-class-fractions", "share of samples per class predicted by the domain "
+                                          "classifier, per GAN (bars), against the real data's class shares (line)",
+                                          plots.class_fractions(collapse["histogram"])))
+    d_sign = plots.d_sign_curves(collapse["rows"]) if collapse else None
+    if d_sign:
+        figures["collapse"].append(Figure("gan-d-sign-real", "E[sign D(real)] over training, ADA's overfitting "
+                                          "signal (towards 1: D overfits), and ADA's augmentation p where it ran",
+                                          d_sign))
+
     env = runs[0].main_eval.get("environment") or {}
     environment = {
         "device": (runs[0].main_eval.get("speed") or {}).get("device") or runs[0].info.get("device")
@@ -266,6 +280,7 @@ def build_report(run_dirs: list[Path], out: Path, title: str | None = None, stud
         "labels": labels, "table": table, "verdicts": verdicts, "thresholds": THRESHOLDS,
         "protocol": protocol, "environment": environment, "runs": run_rows, "study": study or {},
         "figures": figures, "notes": notes, "n_seeds": max(len(g["runs"]) for g in groups),
+        "collapse": collapse,
     }
     out = Path(out)
     try:
@@ -278,7 +293,8 @@ def build_report(run_dirs: list[Path], out: Path, title: str | None = None, stud
                "answers": verdicts.answers,
                "pros": {lb: [vars(i) for i in verdicts.pros[lb]] for lb in labels},
                "cons": {lb: [vars(i) for i in verdicts.cons[lb]] for lb in labels},
-               "runs": run_rows, "notes": notes, "thresholds": THRESHOLDS}
+               "runs": run_rows, "notes": notes, "thresholds": THRESHOLDS,
+               "collapse": collapse_summary(collapse)}
     paths["json"] = out / "report.json"
     paths["json"].write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return paths

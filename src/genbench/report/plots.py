@@ -195,3 +195,51 @@ def neighbour_figure(rows: list[dict]) -> bytes:
             ax.set_yticks([])
     fig.tight_layout()
     return to_png(fig)
+
+
+def class_fractions(hist: dict) -> bytes:
+    """``hist``: {names, reference, rows: [{label, fractions}]} -> grouped bars of the predicted-class
+    shares per class, the reference's class shares as a black step outline (GAN collapse panel)."""
+    names, rows = hist["names"], hist["rows"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(names)), 3.6))
+    width = 0.8 / max(1, len(rows))
+    for i, r in enumerate(rows):
+        xs = [k - 0.4 + width * (i + 0.5) for k in range(len(names))]
+        floor = r["label"].startswith("real data")
+        ax.bar(xs, r["fractions"], width, label=r["label"], color="0.75" if floor else f"C{i}",
+               hatch="//" if floor else None, edgecolor="0.4" if floor else None)
+    if hist["reference"]:
+        ref = list(hist["reference"])
+        ax.step(range(-1, len(ref) + 1), [ref[0], *ref, ref[-1]], where="mid", color="k", lw=1.2,
+                label="reference (real class shares)")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylabel("share of samples")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return to_png(fig)
+
+
+def d_sign_curves(rows: list[dict]) -> bytes | None:
+    """E[sign D(real)] (solid) and ADA's p (dashed) against images seen, one colour per GAN run;
+    ADA's target as a dotted line where ADA ran. None when no run logged either."""
+    rows = [r for r in rows if r.get("d_sign_real") or r.get("ada_p")]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for i, r in enumerate(rows):
+        for key, style, what in (("d_sign_real", "-", "E[sign D(real)]"), ("ada_p", "--", "ADA p")):
+            if r.get(key):
+                xs, ys = zip(*r[key], strict=True)
+                ax.plot(xs, ys, style, color=f"C{i}", lw=1.2, label=f"{r['label']}: {what}")
+        if r.get("ada_target") is not None:
+            ax.axhline(r["ada_target"], color=f"C{i}", ls=":", lw=1, label=f"{r['label']}: ADA target")
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("images seen (k)")
+    ax.set_ylabel("E[sign D(real)] / p")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return to_png(fig)
