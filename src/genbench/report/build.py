@@ -21,6 +21,21 @@ from genbench.report.collect import (
 )
 from genbench.report.verdicts import THRESHOLDS, derive, fmt_value
 
+
+def guidance_rows(groups: list[dict]) -> list[dict]:
+    """Per guided run, its latest guidance sweep: points (w and the swept scores) and the best w per score."""
+    rows = []
+    for g in groups:
+        for run in g["runs"]:
+            if run.guidance:
+                sweep = max(run.guidance, key=lambda s: (s.get("n") or 0, len(s["points"])))
+                rows.append({"label": g["label"] + (f" (seed {run.seed})" if len(g["runs"]) > 1 else ""),
+                             "family": g["family"], "n": sweep.get("n"), "solver": sweep.get("solver"),
+                             "interval": sweep.get("interval_sigma"), "points": sweep["points"],
+                             "best": sweep.get("best") or {}})
+    return rows
+
+
 FAMILY_ORDER = ("gan", "diffusion", "flow", "few-step", "external")
 
 # overview rows: (group, key, label, format, "low"/"high" better or "" for context only)
@@ -207,7 +222,7 @@ def build_report(run_dirs: list[Path], out: Path, title: str | None = None, stud
                       "better": {"low": "↓", "high": "↑"}.get(better, "")})
 
     figures: dict[str, list[Figure]] = {"samples": [], "neighbours": [], "training": [], "sampling": [],
-                                        "collapse": []}
+                                        "collapse": [], "guidance": []}
     for g in groups:
         run = g["runs"][0]
         if run.grids:
@@ -256,6 +271,12 @@ def build_report(run_dirs: list[Path], out: Path, title: str | None = None, stud
                                           "signal (towards 1: D overfits), and ADA's augmentation p where it ran",
                                           d_sign))
 
+    guidance = guidance_rows(groups)      # issue #17: conditional runs' scores against the guidance scale
+    g_fig = plots.guidance_curves(guidance) if guidance else None
+    if g_fig:
+        figures["guidance"].append(Figure("guidance-sweep", "scores against the guidance scale w (D_u + w (D_c - D_u); "
+                                          "w = 1 is the conditional model), the best w of each starred", g_fig))
+
     env = runs[0].main_eval.get("environment") or {}
     environment = {
         "device": (runs[0].main_eval.get("speed") or {}).get("device") or runs[0].info.get("device")
@@ -280,7 +301,7 @@ def build_report(run_dirs: list[Path], out: Path, title: str | None = None, stud
         "labels": labels, "table": table, "verdicts": verdicts, "thresholds": THRESHOLDS,
         "protocol": protocol, "environment": environment, "runs": run_rows, "study": study or {},
         "figures": figures, "notes": notes, "n_seeds": max(len(g["runs"]) for g in groups),
-        "collapse": collapse,
+        "collapse": collapse, "guidance": guidance,
     }
     out = Path(out)
     try:
@@ -294,7 +315,7 @@ def build_report(run_dirs: list[Path], out: Path, title: str | None = None, stud
                "pros": {lb: [vars(i) for i in verdicts.pros[lb]] for lb in labels},
                "cons": {lb: [vars(i) for i in verdicts.cons[lb]] for lb in labels},
                "runs": run_rows, "notes": notes, "thresholds": THRESHOLDS,
-               "collapse": collapse_summary(collapse)}
+               "collapse": collapse_summary(collapse), "guidance": guidance}
     paths["json"] = out / "report.json"
     paths["json"].write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return paths

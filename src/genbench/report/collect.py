@@ -79,6 +79,7 @@ class RunRecord:
     grids: list[Path]                # samples/grid-*.png, by step
     evals: list[dict] = field(default_factory=list)    # eval/*.json single evaluations (with "_path")
     sweeps: list[dict] = field(default_factory=list)   # eval/sweep-*.json
+    guidance: list[dict] = field(default_factory=list)  # eval/guidance-*.json (a conditional run's scores against w)
     main_eval: dict | None = None    # the evaluation chosen for the report
     entry: dict | None = None        # entry.json of samples or a model from outside genbench
 
@@ -219,6 +220,11 @@ def read_run(path: Path) -> RunRecord:
                                                      for v in curves.values())):
                 raise GenbenchError(f"NFE sweep {p} is damaged: 'curves' missing or not lists of points", EVAL_FIX)
             rec.sweeps.append(data)
+        elif "genbench_guidance_sweep" in data:
+            if not isinstance(data.get("points"), list) or not all(isinstance(q, dict) and "w" in q
+                                                                   for q in data["points"]):
+                raise GenbenchError(f"guidance sweep {p} is damaged: 'points' missing or without 'w'", EVAL_FIX)
+            rec.guidance.append(data)
         elif "genbench_eval" in data:
             bad = [k for k in ("checkpoint", "sampling", "metrics") if not isinstance(data.get(k), dict)]
             if bad:

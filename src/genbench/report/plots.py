@@ -243,3 +243,32 @@ def d_sign_curves(rows: list[dict]) -> bytes | None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return to_png(fig)
+
+
+GUIDANCE_PANELS = (("fid", "FID (lower is better)"), ("is", "IS-style score"), ("precision", "precision"),
+                   ("recall", "recall"), ("consistency", "class consistency"))
+
+
+def guidance_curves(rows: list[dict]) -> bytes | None:
+    """Each guided run's scores against the guidance scale w, one panel per metric, the best w starred.
+    ``rows``: {"label", "family", "points": [{"w", metric: value}], "best": {metric: {"w", "value"}}}."""
+    panels = [(k, t) for k, t in GUIDANCE_PANELS if any(k in p for r in rows for p in r["points"])]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels, strict=True):
+        for i, r in enumerate(rows):
+            pts = [(p["w"], p[key]) for p in r["points"] if isinstance(p.get(key), (int, float))]
+            if not pts:
+                continue
+            color = COLORS.get(r["family"], "0.3")
+            ax.plot(*zip(*pts, strict=True), marker=MARKERS[i % len(MARKERS)], color=color, label=r["label"])
+            best = (r.get("best") or {}).get(key)
+            if best:
+                ax.plot([best["w"]], [best["value"]], marker="*", markersize=14, color=color, linestyle="none")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("guidance scale w")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return to_png(fig)
