@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from genbench.errors import GenbenchError
 from genbench.methods.guidance import Guidance
+from genbench.sampling import seed_labels
 
 MAX_ROW = 16   # samples per class row of a grid
 RETRAIN_FIX = "train a conditional run (add conditional=true, e.g. `genbench train fmnist/flow-cond`)"
@@ -58,11 +59,6 @@ def parse_classes(text: str | None, loaded) -> list[int] | None:
         raise GenbenchError(f"class '{names[untrained[0]]}' is not among the classes this run was trained on",
                             f"choose from: {', '.join(names[i] for i in trained)}")
     return out
-
-
-def seed_labels(seeds: Sequence[int], classes: Sequence[int]) -> list[int]:
-    """The class each seed's sample asks for: ``classes[seed % len(classes)]``."""
-    return [classes[s % len(classes)] for s in seeds]
 
 
 def labels_for(loaded, seeds: Sequence[int], class_text: str | None) -> list[int] | None:

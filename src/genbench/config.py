@@ -44,6 +44,19 @@ def _seed(value: int) -> int:
 Seed = Annotated[int, AfterValidator(_seed)]
 
 
+def _label_dropout(value: float) -> float:
+    if not 0 <= value < 1:
+        raise ValueError("label_dropout is the share of labels dropped: it must lie in [0, 1), e.g. 0.1")
+    return value
+
+
+# The share of training labels replaced by the "no label" token (genbench.methods.labels.drop_labels), so
+# that one network learns the conditional and the unconditional model at once, which classifier-free
+# guidance mixes (Ho & Salimans 2022, Sec. 3.2: p_uncond 0.1 or 0.2). Used only by a run with
+# conditional=true; a GAN has no such token (its G and D always see the class).
+LabelDropout = Annotated[float, AfterValidator(_label_dropout)]
+
+
 def unknown_user(path: str) -> str | None:
     """The user of a ``~user/...`` path that has no home directory here (None when the path is fine)."""
     import os
@@ -275,6 +288,7 @@ class DiffusionConfig(_Strict):
     solver: DiffusionSolver = "ddpm"          # ddpm = ancestral sampling, Algorithm 2 of Ho et al.
     nfe: int | None = Field(None, ge=1)       # network evaluations (None: T for ddpm; dopri5 adapts)
     eta: float = Field(0.0, ge=0)             # DDIM's eta
+    label_dropout: LabelDropout = 0.1         # conditional runs: share of labels dropped (CFG)
 
     @model_validator(mode="after")
     def _check(self) -> DiffusionConfig:
@@ -288,6 +302,7 @@ class FlowConfig(_Strict):
     sigma_min: float = Field(0.0, ge=0, lt=1)
     solver: FlowSolver = "euler"
     nfe: int | None = Field(100, ge=1)
+    label_dropout: LabelDropout = 0.1         # conditional runs: share of labels dropped (CFG)
 
 
 class EDMConfig(_Strict):
@@ -305,6 +320,7 @@ class EDMConfig(_Strict):
     P_std: float = Field(1.2, gt=0)
     solver: FlowSolver = "heun_ve"            # EDM's Algorithm 1 on the Karras grid (rho = 7)
     nfe: int | None = Field(35, ge=1)
+    label_dropout: LabelDropout = 0.1         # conditional runs: share of labels dropped (CFG)
 
     @model_validator(mode="after")
     def _check(self) -> EDMConfig:
@@ -332,6 +348,7 @@ class MeanFlowConfig(_Strict):
     adaptive_c: float = Field(1e-3, gt=0)
     solver: MeanFlowSolver = "meanflow"
     nfe: int | None = Field(1, ge=1)
+    label_dropout: LabelDropout = 0.1         # conditional runs: share of labels dropped (CFG)
 
 
 class ECTConfig(_Strict):
@@ -355,6 +372,7 @@ class ECTConfig(_Strict):
     huber_c: float | None = Field(None, gt=0)  # pseudo-Huber c; None: 0.00054 sqrt(dim) (Song & Dhariwal 2023)
     solver: FlowSolver = "consistency"
     nfe: int | None = Field(1, ge=1)
+    label_dropout: LabelDropout = 0.1         # conditional runs: share of labels dropped (CFG)
 
 
 MethodConfig = Annotated[Union[GANConfig, DiffusionConfig, FlowConfig, EDMConfig, MeanFlowConfig, ECTConfig],
@@ -487,6 +505,9 @@ class RunConfig(_Strict):
     optim: dict[str, OptimConfig] = {"model": OptimConfig()}
     train: TrainConfig = TrainConfig()
     sample: SampleConfig = SampleConfig()
+    # class-conditional training: the nets take the data's class (or 2-D mode) labels y; diffusion, flow
+    # and few-step models also learn the "no label" token (method.label_dropout) for guidance
+    conditional: bool = False
 
     @field_validator("name")
     @classmethod

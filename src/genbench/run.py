@@ -32,6 +32,10 @@ class LoadedRun:
     device: torch.device
     # for a model from outside genbench (a diffusers folder, a `genbench export`): what it is, for the record
     source: dict | None = None
+    # a class-conditional run's classes (labels 0..num_classes-1; num_classes is also the "no label" token of
+    # diffusion/flow/few-step nets); None for an unconditional run and for checkpoints older than conditioning
+    num_classes: int | None = None
+    class_names: list[str] | None = None
 
     def sampling_nets(self, use_ema: bool = True) -> dict[str, nn.Module]:
         nets = dict(self.nets)
@@ -68,7 +72,9 @@ def load_run(run_dir: Path, checkpoint: int | None = None, device: str = "auto")
     path = ckpts[checkpoint]
     sd = load_checkpoint(path, map_location=dev)
     check_checkpoint(sd, cfg, path, training=False)
-    state = TrainState.for_sampling(cfg, build_method(cfg.method), sd["data_shape"], sd["data_kind"], dev)
+    state = TrainState.for_sampling(cfg, build_method(cfg.method), sd["data_shape"], sd["data_kind"], dev,
+                                    sd.get("num_classes"), sd.get("class_names"))
     state.load_state_dict(sd, source=path)
     return LoadedRun(cfg, state.method, state.nets, state.ema.module if state.ema is not None else None,
-                     state.step, state.images_seen, state.latent_shape, state.data_shape, state.data_kind, dev)
+                     state.step, state.images_seen, state.latent_shape, state.data_shape, state.data_kind, dev,
+                     num_classes=state.num_classes, class_names=state.class_names)

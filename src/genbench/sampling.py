@@ -67,6 +67,12 @@ def resolve_batch_size(batch_size: int | None, device) -> int:
     return batch_size
 
 
+def seed_labels(seeds: Sequence[int], classes: Sequence[int]) -> list[int]:
+    """The class each seed's sample asks for: ``classes[seed % len(classes)]`` (balanced over consecutive
+    seeds, and the same for a seed whatever -n or the batch)."""
+    return [classes[s % len(classes)] for s in seeds]
+
+
 def generate(method, nets: dict[str, nn.Module], latent_shape: Sequence[int], seeds: Sequence[int],
              device: torch.device, batch_size: int | None = None, solver: str | None = None,
              nfe: int | None = None, bitwise: bool = True, labels: Sequence[int] | None = None,

@@ -5,7 +5,9 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from genbench.config import PLAYERS, DiffusionConfig
-from genbench.methods.model_fn import ModelFn, clip_x0, per_sample_mse
+from genbench.methods.guidance import counted, guide
+from genbench.methods.labels import drop_labels
+from genbench.methods.model_fn import ModelFn, per_sample_mse, with_clip
 from genbench.paths import DiscreteVP, cosine_betas, from_x0_eps, linear_betas, q_sample
 from genbench.randomness import LOCAL, default_noise
 from genbench.solvers import SolverResult, solve
@@ -23,6 +25,7 @@ class Diffusion:
         betas = (linear_betas(cfg.T, cfg.beta_start, cfg.beta_end) if cfg.schedule == "linear"
                  else cosine_betas(cfg.T, cfg.cosine_s))
         self.path = DiscreteVP(betas)
+        self.num_classes: int | None = None   # a conditional run's class count, set by the training state
 
     def latent_shape(self, data_shape: tuple[int, ...], nets: dict[str, nn.Module]) -> tuple[int, ...]:
         return tuple(data_shape)
@@ -35,6 +38,7 @@ class Diffusion:
         x_t = q_sample(x0, eps, c)
         t = (i + 1).float() / self.path.T
         target = from_x0_eps(x0, eps, self.cfg.prediction, c)
+        y = drop_labels(y, self.cfg.label_dropout, self.num_classes, self.draws)   # Ho & Salimans 2022, Alg. 1
         loss = per_sample_mse(nets["model"](x_t, t, y), target).mean()
         return {"loss": loss}
 
@@ -43,8 +47,7 @@ class Diffusion:
 
     def denoiser(self, net: nn.Module, y: Tensor | None = None, clip: str | None = None):
         """``denoise(x_t, t) -> (x0, eps)`` for the solvers, with x0 clipping if asked (:func:`clip_x0`)."""
-        denoise = self.model_fn(net, y).denoise
-        return clip_x0(denoise, self.path, clip) if clip else denoise
+        return with_clip(self.model_fn(net, y).denoise, self.path, clip)
 
     def sample(self, nets: dict[str, nn.Module], x_init: Tensor, y: Tensor | None = None,
                solver: str | None = None, nfe: int | None = None, noise=None, **opts) -> SolverResult:
@@ -56,5 +59,6 @@ class Diffusion:
         nfe = nfe or self.cfg.nfe or (self.path.T if solver == "ddpm" else None)
         if solver == "ddim":
             opts.setdefault("eta", self.cfg.eta)
-        return solve(solver, self.denoiser(nets["model"], y, opts.pop("clip", None)), self.path, x_init,
-                     None if solver == "dopri5" else nfe, noise or default_noise, **opts)
+        model = guide(self.model_fn, nets["model"], y, opts.pop("guidance", None), self.path)
+        return counted(solve(solver, with_clip(model.denoise, self.path, opts.pop("clip", None)), self.path, x_init,
+                             None if solver == "dopri5" else nfe, noise or default_noise, **opts), model)

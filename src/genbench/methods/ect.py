@@ -27,6 +27,9 @@ from torch import Tensor, nn
 from genbench.config import PLAYERS, ECTConfig, EDMConfig, FlowConfig
 from genbench.methods.edm import EDM
 from genbench.methods.flow import Flow
+from genbench.methods.guidance import counted, guide
+from genbench.methods.labels import drop_labels
+from genbench.methods.model_fn import with_clip
 from genbench.paths import LinearPath, VEPath, q_sample
 from genbench.randomness import LOCAL, default_noise
 from genbench.solvers import SolverResult, solve
@@ -72,6 +75,7 @@ class ECT:
                         EDM(EDMConfig(sigma_data=cfg.sigma_data, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)))
         self.path = self.teacher.path
         self.scale = cfg.sigma_max if cfg.base == "edm" else 1.0   # x_init ~ N(0, I) times this at t = 1
+        self.num_classes: int | None = None   # a conditional run's class count, set by the training state
 
     def latent_shape(self, data_shape: tuple[int, ...], nets: dict[str, nn.Module]) -> tuple[int, ...]:
         return tuple(data_shape)
@@ -91,6 +95,7 @@ class ECT:
         sigma_r = ect_r(sigma, self.step // c.stage_steps, c.q, c.k, c.b)
         r = torch.where(sigma_r > 0, t_of_sigma(self.path, sigma_r.clamp(min=1e-12)), torch.zeros_like(t))
         noise = self.draws.randn(x0)
+        y = drop_labels(y, self.cfg.label_dropout, self.num_classes, self.draws)   # one label for f(x_t) and f(x_r)
         net = nets["model"]
         with torch.no_grad():
             target = self.consistency(net, q_sample(x0, noise, self.path.coeffs(r)), r, y)
@@ -107,6 +112,7 @@ class ECT:
                solver: str | None = None, nfe: int | None = None, noise=None, **opts) -> SolverResult:
         """One consistency step from t_max (default), k with re-noising, or any solver of the teacher's path."""
         solver = self.cfg.solver if solver in (None, "default") else solver
-        return solve(solver, self.denoiser(nets["model"], y, opts.pop("clip", None)), self.path,
-                     x_init * self.scale, None if solver == "dopri5" else (nfe or self.cfg.nfe),
-                     noise or default_noise, **opts)
+        model = guide(self.teacher.model_fn, nets["model"], y, opts.pop("guidance", None), self.path)
+        return counted(solve(solver, with_clip(model.denoise, self.path, opts.pop("clip", None)), self.path,
+                             x_init * self.scale, None if solver == "dopri5" else (nfe or self.cfg.nfe),
+                             noise or default_noise, **opts), model)

@@ -24,7 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from genbench.config import PLAYERS, EDMConfig
-from genbench.methods.model_fn import EDMPrecond, clip_x0, per_sample_mse, vp_sigma
+from genbench.methods.guidance import counted, guide
+from genbench.methods.labels import drop_labels
+from genbench.methods.model_fn import EDMPrecond, per_sample_mse, vp_sigma, with_clip
 from genbench.paths import VEPath, broadcast
 from genbench.randomness import LOCAL, default_noise
 from genbench.solvers import SolverResult, solve
@@ -43,6 +45,7 @@ class EDM:
     def __init__(self, cfg: EDMConfig):
         self.cfg = cfg
         self.path = VEPath(cfg.sigma_min, cfg.sigma_max)
+        self.num_classes: int | None = None   # a conditional run's class count, set by the training state
 
     def latent_shape(self, data_shape: tuple[int, ...], nets: dict[str, nn.Module]) -> tuple[int, ...]:
         return tuple(data_shape)
@@ -68,6 +71,7 @@ class EDM:
         sigma = self.train_sigma(x0)
         noise = self.draws.randn(x0)
         x = x0 + broadcast(sigma, x0) * noise
+        y = drop_labels(y, self.cfg.label_dropout, self.num_classes, self.draws)
         denoised = self.model_fn(nets["model"], y).denoise_sigma(x, sigma)
         return {"loss": (self.loss_weight(sigma) * per_sample_mse(denoised, x0)).mean()}
 
@@ -76,8 +80,7 @@ class EDM:
 
     def denoiser(self, net: nn.Module, y: Tensor | None = None, clip: str | None = None):
         """``denoise(x_t, t) -> (x0, eps)`` for the solvers, with x0 clipping if asked (:func:`clip_x0`)."""
-        denoise = self.model_fn(net, y).denoise
-        return clip_x0(denoise, self.path, clip) if clip else denoise
+        return with_clip(self.model_fn(net, y).denoise, self.path, clip)
 
     def sample(self, nets: dict[str, nn.Module], x_init: Tensor, y: Tensor | None = None,
                solver: str | None = None, nfe: int | None = None, noise=None, **opts) -> SolverResult:
@@ -85,5 +88,7 @@ class EDM:
         :mod:`genbench.solvers` (default: Heun on the Karras grid, EDM's Algorithm 1)."""
         solver = self.cfg.solver if solver in (None, "default") else solver
         x = x_init * self.path.sigma_max
-        return solve(solver, self.denoiser(nets["model"], y, opts.pop("clip", None)), self.path, x,
-                     None if solver == "dopri5" else (nfe or self.cfg.nfe), noise or default_noise, **opts)
+        model = guide(self.model_fn, nets["model"], y, opts.pop("guidance", None), self.path)
+        return counted(solve(solver, with_clip(model.denoise, self.path, opts.pop("clip", None)), self.path, x,
+                             None if solver == "dopri5" else (nfe or self.cfg.nfe), noise or default_noise, **opts),
+                       model)

@@ -115,6 +115,8 @@ class GAN:
 
     def sample(self, nets: dict[str, nn.Module], x_init: Tensor, y: Tensor | None = None,
                solver: str | None = None, nfe: int | None = None, noise=None, **opts) -> SolverResult:
-        """One generator pass: NFE = 1."""
+        """One generator pass: NFE = 1 (a conditional G takes the labels y; there is no guidance to apply)."""
+        if opts.get("guidance") is not None:
+            raise ValueError("a GAN's generator has no unconditional prediction to guide away from")
         with torch.inference_mode():
             return SolverResult(nets["G"](x_init, None, y).float(), 1)

@@ -31,6 +31,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from genbench.config import PLAYERS
 from genbench.methods.flow import Flow
+from genbench.methods.guidance import counted, guide
+from genbench.methods.labels import drop_labels
 from genbench.methods.model_fn import ModelFn, per_sample_mse
 from genbench.paths import broadcast, from_x0_eps, q_sample
 from genbench.randomness import default_noise
@@ -100,6 +102,7 @@ class MeanFlow(Flow):
     def loss(self, nets: dict[str, nn.Module], player: str, x0: Tensor, y: Tensor | None) -> dict[str, Tensor]:
         t, r = self.sample_times(x0)
         eps = self.draws.randn(x0)
+        y = drop_labels(y, self.cfg.label_dropout, self.num_classes, self.draws)
         return self.loss_at(nets["model"], x0, eps, t, r, y)
 
     def model_fn(self, net: nn.Module, y: Tensor | None = None) -> MeanFlowFn:
@@ -114,5 +117,6 @@ class MeanFlow(Flow):
             return super().sample(nets, x_init, y, solver, nfe, noise, **opts)
         if opts.pop("clip", None):
             raise ValueError("the meanflow solver forms no x0 prediction to clip; use clip none")
-        return solve(solver, self.model_fn(nets["model"], y), self.path, x_init, nfe or self.cfg.nfe,
-                     noise or default_noise, **opts)
+        model = guide(self.model_fn, nets["model"], y, opts.pop("guidance", None), self.path)
+        return counted(solve(solver, model, self.path, x_init, nfe or self.cfg.nfe, noise or default_noise, **opts),
+                       model)

@@ -6,6 +6,10 @@ Tanh; the discriminator mirrors it with stride-2 ``Conv2d(4, 2, 1)`` + LeakyReLU
 on every layer but the first. ``ch`` is the width of the feature map next to the image (the
 reference implementation's ngf/ndf), doubling at every halving: at 32x32 the maps are
 16x16xch, 8x8x2ch, 4x4x4ch. Base 4 for 32 and 64, base 7 for 28 (7 -> 14 -> 28).
+
+Class-conditional (``num_classes``): G's input is [z, embed(y)] (an embedding of z_dim); D adds the
+projection <embed(y), phi(x)> (Miyato & Koyama 2018, Eq. 3), phi(x) its last feature map summed over
+positions (:mod:`genbench.nets.classes`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import torch
 from torch import nn
 
 from genbench.config import DCGANDConfig, DCGANGConfig
+from genbench.nets.classes import LabelInput, Projection
 from genbench.nets.shapes import base_resolution, square_size
 
 
@@ -37,10 +42,11 @@ class DCGANGenerator(nn.Module):
         c_img, size = square_size(data_shape, "dcgan_g")
         base, steps = base_resolution(size, "dcgan_g")
         self.z_dim = cfg.z_dim
+        self.num_classes = num_classes or None
         width = cfg.ch * 2 ** (steps - 1)
         # Bias-free convs before BatchNorm: the norm's shift makes a bias redundant.
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(cfg.z_dim, width, base, 1, 0, bias=False),
+            nn.ConvTranspose2d(cfg.z_dim * (2 if num_classes else 1), width, base, 1, 0, bias=False),
             nn.BatchNorm2d(width),
             nn.ReLU(True),
         ]
@@ -54,11 +60,13 @@ class DCGANGenerator(nn.Module):
         layers += [nn.ConvTranspose2d(width, c_img, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         init_dcgan(self)
+        self.labels = LabelInput(num_classes, cfg.z_dim) if num_classes else None
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor | None = None, y: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return self.net(x[:, :, None, None])
+        z = x if self.labels is None else self.labels(x, y)
+        return self.net(z[:, :, None, None])
 
 
 class DCGANDiscriminator(nn.Module):
@@ -81,8 +89,13 @@ class DCGANDiscriminator(nn.Module):
         layers.append(nn.Conv2d(width, 1, base, 1, 0))
         self.net = nn.Sequential(*layers)
         init_dcgan(self)
+        self.num_classes = num_classes or None
+        self.projection = Projection(num_classes, width, std=0.02) if num_classes else None
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor | None = None, y: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return self.net(x).flatten()
+        if self.projection is None:
+            return self.net(x).flatten()
+        phi = self.net[:-1](x)
+        return self.net[-1](phi).flatten() + self.projection(phi.sum(dim=(2, 3)), y)

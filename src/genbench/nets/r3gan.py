@@ -16,6 +16,12 @@ Modern GAN Baseline", Sec. 4, config E), at Fashion-MNIST / CIFAR-10 scale.
 
 Every stage has width ``ch`` (the paper's CIFAR-10 model: 768 with 2 blocks per stage, 96 groups,
 expansion 2). Base 4 for 32 (stages 4, 8, 16, 32), 7 for 28 (7, 14, 28).
+
+Class-conditional (``num_classes``; the paper's CIFAR-10 model is conditional): the class enters G
+through its input, a learned embedding (of z_dim) concatenated to z before the linear map to the
+basis's channel scales, as R3GAN's released code does; D is a projection discriminator (Miyato &
+Koyama 2018, Eq. 3) on the feature vector before its linear logit. (R3GAN's code keeps the projection
+term alone; here psi, the unconditional head, stays as well, as in every genbench D.)
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genbench.config import R3GANDConfig, R3GANGConfig
+from genbench.nets.classes import LabelInput, Projection
 from genbench.nets.shapes import base_resolution, square_size
 
 SLOPE = 0.2
@@ -98,19 +105,22 @@ class R3GANGenerator(nn.Module):
         c_img, size = square_size(data_shape, "r3gan_g")
         self.base, steps = base_resolution(size, "r3gan_g")
         self.z_dim = cfg.z_dim
+        self.num_classes = num_classes or None
         n_blocks = (steps + 1) * cfg.blocks
         self.basis = nn.Parameter(torch.randn(cfg.ch, self.base, self.base))
-        self.linear = msr_init(nn.Linear(cfg.z_dim, cfg.ch, bias=False))
+        self.linear = msr_init(nn.Linear(cfg.z_dim * (2 if num_classes else 1), cfg.ch, bias=False))
         layers = _stage(cfg, n_blocks)
         for _ in range(steps):
             layers += [Resample(cfg.ch, up=True), *_stage(cfg, n_blocks)]
         self.stages = nn.Sequential(*layers)
         self.to_image = _conv(cfg.ch, c_img)
+        self.labels = LabelInput(num_classes, cfg.z_dim) if num_classes else None
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor | None = None, y: torch.Tensor | None = None
     ) -> torch.Tensor:
-        h = self.basis.unsqueeze(0) * self.linear(x)[:, :, None, None]
+        z = x if self.labels is None else self.labels(x, y)
+        h = self.basis.unsqueeze(0) * self.linear(z)[:, :, None, None]
         return self.to_image(self.stages(h))
 
 
@@ -129,9 +139,13 @@ class R3GANDiscriminator(nn.Module):
         self.stages = nn.Sequential(*layers, *_stage(cfg, n_blocks))
         self.basis = msr_init(nn.Conv2d(cfg.ch, cfg.ch, base, groups=cfg.ch, bias=False))
         self.linear = msr_init(nn.Linear(cfg.ch, 1, bias=False))
+        self.num_classes = num_classes or None
+        # the head's He scale, N(0, 1 / ch), for each class's projection vector
+        self.projection = Projection(num_classes, cfg.ch, std=cfg.ch ** -0.5) if num_classes else None
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor | None = None, y: torch.Tensor | None = None
     ) -> torch.Tensor:
-        h = self.basis(self.stages(self.from_image(x)))
-        return self.linear(h.flatten(1)).flatten()
+        phi = self.basis(self.stages(self.from_image(x))).flatten(1)
+        logit = self.linear(phi).flatten()
+        return logit if self.projection is None else logit + self.projection(phi, y)

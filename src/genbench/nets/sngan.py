@@ -8,6 +8,11 @@ sum pooling and a linear logit; every conv/linear of D is spectrally normalised.
 
 Initialisation is the SNGAN reference code's: Xavier-uniform with gain sqrt(2) on the residual
 convs, gain 1 on shortcuts and linear layers, zero biases.
+
+Class-conditional (``num_classes``): D is the projection discriminator of Miyato & Koyama 2018 (Eq. 3,
+their ResNet models), logit = linear(phi) + <embed(y), phi> on the pooled features phi, the embedding
+spectrally normalised with the rest; G takes [z, embed(y)] as input (a simplification: their G uses
+class-conditional BatchNorm).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from genbench.config import ResNetDConfig, ResNetGConfig
+from genbench.nets.classes import LabelInput, Projection
 from genbench.nets.shapes import base_resolution, square_size
 
 
@@ -91,17 +97,20 @@ class ResNetGenerator(nn.Module):
         c_img, size = square_size(data_shape, "resnet_g")
         self.base, steps = base_resolution(size, "resnet_g")
         self.z_dim, self.ch = cfg.z_dim, cfg.ch
-        self.linear = nn.Linear(cfg.z_dim, self.base * self.base * cfg.ch)
+        self.num_classes = num_classes or None
+        self.linear = nn.Linear(cfg.z_dim * (2 if num_classes else 1), self.base * self.base * cfg.ch)
         nn.init.xavier_uniform_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
         self.blocks = nn.Sequential(*[GBlock(cfg.ch, cfg.ch) for _ in range(steps)])
         self.bn = nn.BatchNorm2d(cfg.ch)
         self.conv_out = _conv(cfg.ch, c_img, 3, 1.0)
+        self.labels = LabelInput(num_classes, cfg.z_dim) if num_classes else None
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor | None = None, y: torch.Tensor | None = None
     ) -> torch.Tensor:
-        h = self.linear(x).view(-1, self.ch, self.base, self.base)
+        z = x if self.labels is None else self.labels(x, y)
+        h = self.linear(z).view(-1, self.ch, self.base, self.base)
         h = F.relu(self.bn(self.blocks(h)))
         return torch.tanh(self.conv_out(h))
 
@@ -126,10 +135,13 @@ class ResNetDiscriminator(nn.Module):
             for m in list(self.modules()):
                 if isinstance(m, (nn.Conv2d, nn.Linear)):
                     spectral_norm(m)
+        self.num_classes = num_classes or None
+        self.projection = Projection(num_classes, ch, normalise=cfg.spectral_norm) if num_classes else None
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor | None = None, y: torch.Tensor | None = None
     ) -> torch.Tensor:
-        h = F.relu(self.blocks(x))
         # Global sum pooling (not mean), as in Miyato et al.'s Table 4.
-        return self.linear(h.sum(dim=(2, 3))).flatten()
+        phi = F.relu(self.blocks(x)).sum(dim=(2, 3))
+        logit = self.linear(phi).flatten()
+        return logit if self.projection is None else logit + self.projection(phi, y)

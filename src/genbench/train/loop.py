@@ -25,12 +25,13 @@ from genbench.data import load_dataset
 from genbench.errors import GenbenchError
 from genbench.methods import build_method
 from genbench.randomness import BatchDraws
+from genbench.sampling import resolve_solver
 from genbench.train.budget import Budget, Clock
 from genbench.train.checkpoint import list_checkpoints, load_checkpoint
 from genbench.train.init_from import init_from_run
 from genbench.train.monitor import Monitor
 from genbench.train.setup import Runtime
-from genbench.train.state import TrainState
+from genbench.train.state import TrainState, run_classes
 from genbench.train.step import Batches, NonFinite, TrainStep
 
 
@@ -39,15 +40,17 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
     """Train until the budget is spent; return the run summary also written to run.json.
     ``on_checkpoint`` is called (rank 0) after each checkpoint is written (see :mod:`genbench.rundir`)."""
     t_start = time.time()
+    check_sample_section(cfg)
     rt = Runtime.create(cfg.train)
     torch.manual_seed(cfg.seed)
     data = load_dataset(cfg.data)
     data.x = data.x.to(rt.device)   # the whole set on the device once; batches are indexed there
     data.y = data.y.to(rt.device) if data.y is not None else None
     rt.set_layout(cfg.train, data.kind)
+    num_classes, class_names = run_classes(cfg, data)   # conditional runs only
     method = build_method(cfg.method)
     budget = Budget(cfg.train.budget, len(data), images_per_step(cfg, method))
-    state = TrainState.for_training(cfg, method, data.shape, data.kind, len(data), budget, rt)
+    state = TrainState.for_training(cfg, method, data.shape, data.kind, len(data), budget, rt, num_classes, class_names)
     trained = rt.wrap(state.nets)
     method.draws = BatchDraws(state.draws, rt.rank, rt.world)
     rt.seed_rank(cfg.seed)
@@ -75,6 +78,16 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
     finally:
         monitor.close()
     return monitor.finished(state, time.time() - t_start)
+
+
+def check_sample_section(cfg: RunConfig) -> None:
+    """Refuse a ``sample`` section (the grids' solver and NFE) that its solver cannot make, before training
+    rather than at the first grid."""
+    try:
+        resolve_solver(cfg, None, None)
+    except GenbenchError as err:
+        raise GenbenchError(f"the config's sample section: {err.problem}",
+                            "set sample.nfe (and sample.solver) to a count the solver allows") from None
 
 
 def images_per_step(cfg: RunConfig, method) -> int:

@@ -17,7 +17,7 @@ from genbench.data.base import InMemoryData
 from genbench.errors import GenbenchError
 from genbench.files import environment, write_run_json
 from genbench.nets import count_params
-from genbench.sampling import generate
+from genbench.sampling import generate, seed_labels
 from genbench.train.budget import Budget
 from genbench.train.checkpoint import list_checkpoints, save_checkpoint
 from genbench.train.logger import MetricsLogger
@@ -47,6 +47,9 @@ class Monitor:
         self.on_checkpoint = on_checkpoint
         self.n_data = len(data)
         self.grid_seeds = list(range(self.tcfg.grid_seed, self.tcfg.grid_seed + self.tcfg.grid_n))
+        # a conditional run's grids and proxy scores ask for its classes in turn by seed (as `genbench sample`)
+        self.classes = sorted(set(data.y.tolist())) if state.num_classes and data.y is not None else None
+        self.grid_labels = seed_labels(self.grid_seeds, self.classes) if self.classes else None
         self.real_points = data.x[:2000].float().cpu() if data.kind == "points" else None
         self.proxy = ProxyEval(cfg, rt.device, data.kind) if self.tcfg.proxy_every and rt.main else None
         self.logger = MetricsLogger(run_dir, state.step, self.tcfg.tensorboard) if rt.main else _NoLogger()
@@ -56,6 +59,8 @@ class Monitor:
             "data": {"name": data.name, "source": data.source, "fingerprint": data.fingerprint,
                      "verified_official": data.verified, "n": len(data), "shape": list(data.shape)},
             "params": {p: count_params(n) for p, n in state.nets.items()}, "environment": environment(),
+            # class-conditional runs: the classes (labels index class_names); None when unconditional
+            "num_classes": state.num_classes, "class_names": state.class_names,
         }
         if state.watch is not None:
             self.info["divergence"] = state.watch.report
@@ -163,7 +168,7 @@ class Monitor:
         (self.run_dir / "samples").mkdir(exist_ok=True)
         with self._sampling_nets(state) as nets:
             x, nfe = generate(state.method, nets, state.latent_shape, self.grid_seeds, self.rt.device,
-                              solver=self.cfg.sample.solver, nfe=self.cfg.sample.nfe,
+                              solver=self.cfg.sample.solver, nfe=self.cfg.sample.nfe, labels=self.grid_labels,
                               **self.cfg.sample.clip_options())
         path = self.run_dir / "samples" / f"grid-{state.step:09d}.png"
         if self.real_points is not None:
@@ -173,7 +178,7 @@ class Monitor:
 
     def proxy_scores(self, state: TrainState) -> None:
         with self._sampling_nets(state) as nets:
-            scores = self.proxy(state.method, nets, state.latent_shape)
+            scores = self.proxy(state.method, nets, state.latent_shape, self.classes)
         self.logger.log({"step": state.step, "kimg": state.images_seen / 1000, **scores})
 
     def checkpoint(self, state: TrainState) -> Path | None:

@@ -12,7 +12,7 @@ import torch
 
 from genbench.config import RunConfig
 from genbench.metrics.protocol import ImageProtocol, PointProtocol
-from genbench.sampling import generate
+from genbench.sampling import generate, seed_labels
 
 REFERENCE_N = 10_000      # real training images in the reference
 KID_SUBSETS = 20          # KID subsets (of min(1000, n) samples)
@@ -34,11 +34,14 @@ class ProxyEval:
                                                 kid_subsets=KID_SUBSETS)
         self._protocol.reference()   # computed (or read from the cache) before the first samples
 
-    def __call__(self, method, nets, latent_shape) -> dict:
+    def __call__(self, method, nets, latent_shape, classes: list[int] | None = None) -> dict:
+        """Proxy scores of samples of seeds FIRST_SEED...; a conditional model's ask for ``classes`` in turn."""
         if self._protocol is None:
             self._setup()
-        x, _ = generate(method, nets, latent_shape, list(range(FIRST_SEED, FIRST_SEED + self.n)), self.device,
-                        BATCH_SIZE, self.cfg.sample.solver, self.cfg.sample.nfe, **self.cfg.sample.clip_options())
+        seeds = list(range(FIRST_SEED, FIRST_SEED + self.n))
+        x, _ = generate(method, nets, latent_shape, seeds, self.device, BATCH_SIZE, self.cfg.sample.solver,
+                        self.cfg.sample.nfe, labels=seed_labels(seeds, classes) if classes else None,
+                        **self.cfg.sample.clip_options())
         tag = f"@{self.n}"
         if self.data_kind == "points":
             s = self._protocol.scores(["modes"], x)

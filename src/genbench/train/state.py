@@ -43,10 +43,13 @@ class TrainState:
     """Build with :meth:`for_training` (what the loop runs) or :meth:`for_sampling` (what a
     loaded run needs); both build the nets the same way, so both read the same checkpoints."""
 
-    def __init__(self, cfg: RunConfig, method, data_shape, data_kind: str, device: torch.device):
+    def __init__(self, cfg: RunConfig, method, data_shape, data_kind: str, device: torch.device,
+                 num_classes: int | None = None, class_names: list[str] | None = None):
         self.cfg, self.method, self.device = cfg, method, device
         self.data_shape, self.data_kind = tuple(data_shape), data_kind
-        self.num_classes = None
+        # a conditional run's classes (None: unconditional); the method's losses need the "no label" index
+        self.num_classes, self.class_names = num_classes, class_names
+        method.num_classes = num_classes
         self.nets = {p: build_net(cfg.nets[p], self.data_shape, self.num_classes).to(device)
                      for p in cfg.players()}
         self.ema = None
@@ -67,20 +70,23 @@ class TrainState:
         return self.sampler is not None
 
     @classmethod
-    def for_sampling(cls, cfg: RunConfig, method, data_shape, data_kind: str, device: torch.device) -> TrainState:
-        check_nets_fit({p: cfg.nets[p] for p in cfg.players()}, tuple(data_shape), None, device, "sampling")
-        state = cls(cfg, method, data_shape, data_kind, device)
+    def for_sampling(cls, cfg: RunConfig, method, data_shape, data_kind: str, device: torch.device,
+                     num_classes: int | None = None, class_names: list[str] | None = None) -> TrainState:
+        check_nets_fit({p: cfg.nets[p] for p in cfg.players()}, tuple(data_shape), num_classes, device, "sampling")
+        state = cls(cfg, method, data_shape, data_kind, device, num_classes, class_names)
         state.ema = make_ema(state.nets[method.sample_player], cfg.train.ema, cfg.train.batch_size)
         return state
 
     @classmethod
     def for_training(cls, cfg: RunConfig, method, data_shape, data_kind: str, n_data: int, budget: Budget,
-                     runtime) -> TrainState:
+                     runtime, num_classes: int | None = None, class_names: list[str] | None = None) -> TrainState:
         """Nets (drawing their initial weights from torch's generator seeded by the caller), EMA,
-        one optimiser and LambdaLR schedule per player, the sampler and the draws generator."""
+        one optimiser and LambdaLR schedule per player, the sampler and the draws generator.
+        ``num_classes``/``class_names``: a conditional run's classes (:func:`run_classes`)."""
         tcfg = cfg.train
-        check_nets_fit({p: cfg.nets[p] for p in cfg.players()}, tuple(data_shape), None, runtime.device, "training")
-        state = cls(cfg, method, data_shape, data_kind, runtime.device)
+        check_nets_fit({p: cfg.nets[p] for p in cfg.players()}, tuple(data_shape), num_classes, runtime.device,
+                       "training")
+        state = cls(cfg, method, data_shape, data_kind, runtime.device, num_classes, class_names)
         state.layout = runtime.layout
         state.apply_layout()
         state.sampler = BatchSampler(n_data, tcfg.batch_size, seed=cfg.seed)
@@ -116,6 +122,7 @@ class TrainState:
             "method": self.cfg.method.kind, "step": self.step, "images_seen": self.images_seen,
             "seconds": self.seconds, "skipped": self.skipped, "data_shape": list(self.data_shape),
             "latent_shape": list(self.latent_shape), "data_kind": self.data_kind, "num_classes": self.num_classes,
+            "class_names": self.class_names,
             "nets": {p: n.state_dict() for p, n in self.nets.items()},
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "optim": {p: o.state_dict() for p, o in self.opts.items()},
@@ -188,11 +195,27 @@ def check_checkpoint(state, cfg: RunConfig, source, training: bool) -> None:
     if state["method"] != cfg.method.kind:
         raise GenbenchError(f"checkpoint {source} is from method {state['method']!r}, "
                             f"but the run is {cfg.method.kind!r}", "use the checkpoint's own run directory")
+    if bool(state.get("num_classes")) != cfg.conditional:
+        raise GenbenchError(f"checkpoint {source} is of an {'un' if cfg.conditional else ''}conditional model, "
+                            f"but the run's config has conditional={str(cfg.conditional).lower()}",
+                            "use the checkpoint's own run directory and config")
     nets = state["nets"]
     if not isinstance(nets, dict) or set(nets) != set(cfg.players()):
         found = sorted(nets) if isinstance(nets, dict) else type(nets).__name__
         raise GenbenchError(f"checkpoint {source} holds the networks {found}, this run has "
                             f"{list(cfg.players())}", "use the checkpoint's own run directory")
+
+
+def run_classes(cfg: RunConfig, data) -> tuple[int | None, list[str] | None]:
+    """(num_classes, class_names) of a conditional run on ``data`` (an InMemoryData), (None, None) for an
+    unconditional one. The count is the whole dataset's: a class subset (``data.classes``) keeps the
+    official indices. Data without class labels are refused in one line."""
+    if not cfg.conditional:
+        return None, None
+    if data.y is None or not data.class_names:
+        raise GenbenchError(f"conditional=true needs class labels, but dataset '{data.name}' ({data.source}) has none",
+                            "set conditional=false, or give labelled data (an image folder: one sub-folder per class)")
+    return len(data.class_names), list(data.class_names)
 
 
 def _load_weights(net: nn.Module, sd, what: str, source) -> None:
