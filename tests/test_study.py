@@ -12,7 +12,7 @@ from genbench.errors import GenbenchError
 from genbench.presets import STUDY_ROOTS, resolve_config
 from genbench.study import load_study
 
-PRESETS = ("fmnist-quick", "fmnist", "toy2d", "cifar10", "seed-cifar10-cars")
+PRESETS = ("fmnist-quick", "fmnist", "fmnist-cond", "toy2d", "cifar10", "seed-cifar10-cars")
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -78,3 +78,39 @@ def test_tiny_toy_study_end_to_end(tmp_path, capsys):
     assert info["step"] == 15
     summary = json.loads((report / "report.json").read_text())
     assert {r["step"] for r in summary["runs"]} == {15}
+
+
+def test_tiny_conditional_study_scores_consistency_and_sweeps_guidance(env, capsys):
+    """conditional=true: every family trains with labels, evaluations ask for the classes in turn and score
+    class consistency, the guided families are swept over w, and the report shows the best w."""
+    tiny_unet = "[nets.model.ch=8, 'nets.model.ch_mult=[1, 2]', 'nets.model.attn_resolutions=[]', nets.model.groups=4]"
+    study = env / "cond.yaml"
+    study.write_text(f"""
+name: tiny-cond
+runs: {{gan: fmnist/gan-r3-cond, flow: fmnist/flow-cond}}
+conditional: true
+budget: {{steps: 3}}
+overrides:
+  all: [train.tensorboard=false, train.grid_n=4, train.batch_size=8, 'data.root={env / "fmnist"}', data.download=false]
+  gan: [nets.G.ch=8, nets.D.ch=8, nets.G.z_dim=8]
+  flow: {tiny_unet}
+eval: {{n: 20, metrics: 'fid,prdc', nfe: {{flow: 2}}}}
+guidance_sweep: [1, 2]
+neighbours: false
+""")
+    out = env / "study"
+    assert main(["study", str(study), "--out", str(out), "--no-progress"]) == 0, capsys.readouterr().err
+    for fam in ("gan", "flow"):
+        info = json.loads((out / f"{fam}-s0" / "run.json").read_text())
+        assert info["num_classes"] == 10
+        (rec,) = [json.loads(p.read_text()) for p in (out / f"{fam}-s0" / "eval").glob("eval-*-n20-*.json")
+                  if "-w" not in p.name]      # the main evaluation (the sweep's are tagged -w1, -w2)
+        assert "consistency" in rec["metrics"]["classes"] and rec["sampling"]["conditional"]["class_indices"] == \
+            list(range(10))
+    assert not list((out / "gan-s0" / "eval").glob("guidance-*.json"))     # a GAN is not guided
+    summary = json.loads((out / "report" / "report.json").read_text())
+    (row,) = summary["guidance"]
+    assert row["family"] == "flow" and [p["w"] for p in row["points"]] == [1.0, 2.0]
+    assert [p["nfe"] for p in row["points"]] == [2, 4]
+    with pytest.raises(GenbenchError, match="conditional"):
+        load_study("fmnist", ["guidance_sweep=[1, 2]"])
