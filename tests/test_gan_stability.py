@@ -311,3 +311,18 @@ def test_kill_and_resume_is_bitwise_exact_with_ada_and_lazy_regularisation(env):
     for key in a.keys() - {"seconds"}:   # weights, EMA, optimisers, ADA's p and sums, the GAN's counters, ...
         same(a[key], b[key], key)
     assert logged(ref) == logged(run)
+
+
+def test_dcgan_d_without_norm_scores_each_image_alone():
+    """norm: none (fmnist/gan-rp) leaves no BatchNorm in D, so an image's logit, and the input gradient R1
+    penalises, do not depend on its batch mates; DCGAN's default keeps BatchNorm."""
+    from genbench.config import DCGANDConfig
+    from genbench.nets import build_net
+
+    torch.manual_seed(0)
+    plain = build_net(DCGANDConfig(ch=8, norm="none"), (1, 28, 28)).train()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in build_net(DCGANDConfig(ch=8), (1, 28, 28)).modules())
+    x = torch.randn(4, 1, 28, 28)
+    other = torch.cat([x[:1], torch.randn(3, 1, 28, 28)])
+    torch.testing.assert_close(plain(x)[0], plain(other)[0])

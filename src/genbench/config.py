@@ -131,6 +131,9 @@ class DCGANGConfig(_Strict):
 class DCGANDConfig(_Strict):
     kind: Literal["dcgan_d"] = "dcgan_d"
     ch: int = Field(64, ge=4)
+    # batch: DCGAN's BatchNorm in D; none: no normalisation, for gradient penalties (R1/R2 and WGAN-GP
+    # penalise each sample's own input gradient, which a batch statistic couples across the batch)
+    norm: Literal["batch", "none"] = "batch"
 
 
 class ResNetGConfig(_Strict):

@@ -80,8 +80,8 @@ class DCGANDiscriminator(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(c_img, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
         for _ in range(steps - 1):
             layers += [
-                nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(2 * width),
+                nn.Conv2d(width, 2 * width, 4, 2, 1, bias=cfg.norm == "none"),
+                nn.BatchNorm2d(2 * width) if cfg.norm == "batch" else nn.Identity(),
                 nn.LeakyReLU(0.2, True),
             ]
             width *= 2
