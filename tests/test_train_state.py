@@ -103,3 +103,34 @@ def test_the_loop_reads_top_to_bottom():
     assert fn.end_lineno - fn.lineno + 1 < 100
     for path in (SRC / "train").rglob("*.py"):
         assert not any(isinstance(n, ast.Nonlocal) for n in ast.walk(ast.parse(path.read_text()))), path
+
+
+def test_a_resumed_run_prunes_what_a_killed_writer_left(tmp_path, env):
+    """A writer killed after its save but before its pruning leaves one checkpoint too many; resuming, even
+    with nothing left to train, prunes to keep_last."""
+    import contextlib
+    import io
+
+    from genbench.cli import main
+    from genbench.train.checkpoint import list_checkpoints, prune, save_checkpoint
+
+    folder = tmp_path / "c"
+    for step in (1, 2, 3):
+        save_checkpoint({"step": step}, folder, step, keep_last=10)
+    prune(folder, keep_last=2)
+    assert sorted(list_checkpoints(folder)) == [2, 3]
+
+    run = tmp_path / "run"
+    args = ["train", "configs/toy2d/flow.yaml", "nets.model.hidden=16", "data.n_points=256", "train.batch_size=16",
+            "train.budget={steps: 3}", "train.ckpt_every=1", "train.keep_last=2", "train.tensorboard=false",
+            "train.grid_n=8", "--no-progress", "--out", str(run)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(args) == 0
+        assert sorted(list_checkpoints(run / "checkpoints")) == [2, 3]
+        # what a kill between the save of step 3 and its pruning leaves: step 1 still complete
+        (run / "checkpoints" / "ckpt-000000001.pt").write_bytes((run / "checkpoints" / "ckpt-000000002.pt").read_bytes())
+        (run / "checkpoints" / "ckpt-000000001.pt.sha256").write_bytes(
+            (run / "checkpoints" / "ckpt-000000002.pt.sha256").read_bytes())
+        assert sorted(list_checkpoints(run / "checkpoints")) == [1, 2, 3]
+        assert main([*args, "--resume"]) == 0
+    assert sorted(list_checkpoints(run / "checkpoints")) == [2, 3]

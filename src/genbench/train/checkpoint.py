@@ -125,13 +125,20 @@ def save_checkpoint(state: dict, folder: Path, step: int, keep_last: int, keep_e
     except BaseException:   # interrupted (Ctrl-C, SIGTERM): no temp file left behind
         tmp.unlink(missing_ok=True)
         raise
+    prune(folder, keep_last, keep_every)
+    return path
+
+
+def prune(folder: Path, keep_last: int, keep_every: int | None = None) -> None:
+    """Delete the complete checkpoints beyond the last ``keep_last`` (marked best and ``keep_every``
+    multiples kept). Run after every save and when a run resumes (a writer killed between its save and
+    its pruning leaves one more, which a resumed run with nothing left to train would otherwise keep)."""
     kept = best_checkpoints(folder)
     prunable = [k for k in list_checkpoints(folder) if k not in kept and not (keep_every and k % keep_every == 0)]
     for old in prunable[:-keep_last]:
         # the sidecar first: a kill in between leaves an unlisted file, cleaned at the next save
         ckpt_path(folder, old).with_suffix(".pt.sha256").unlink(missing_ok=True)
         ckpt_path(folder, old).unlink(missing_ok=True)
-    return path
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:

@@ -27,7 +27,7 @@ from genbench.methods import build_method
 from genbench.randomness import BatchDraws
 from genbench.sampling import resolve_solver
 from genbench.train.budget import Budget, Clock
-from genbench.train.checkpoint import list_checkpoints, load_checkpoint
+from genbench.train.checkpoint import list_checkpoints, load_checkpoint, prune
 from genbench.train.init_from import init_from_run
 from genbench.train.monitor import Monitor
 from genbench.train.setup import Runtime
@@ -108,4 +108,6 @@ def resume_from_last(state: TrainState, ckpt_dir: Path, rt: Runtime) -> bool:
     found = dist.collective(read_last) if rt.world > 1 else read_last()
     if found is not None:
         state.load_state_dict(found[1], source=found[0])
+        if rt.main:
+            prune(ckpt_dir, state.cfg.train.keep_last, state.cfg.train.keep_every)
     return found is not None
