@@ -61,13 +61,13 @@ def parse_classes(text: str | None, loaded) -> list[int] | None:
     return out
 
 
-def labels_for(loaded, seeds: Sequence[int], class_text: str | None) -> list[int] | None:
-    """Per-seed labels for a conditional model (``--class``'s, else balanced over the trained classes);
-    None for an unconditional one."""
+def labels_for(loaded, seeds: Sequence[int], class_text: str | None) -> tuple[list[int] | None, list[int] | None]:
+    """Per-seed labels for a conditional model (``--class``'s, else balanced over the trained classes; None
+    for an unconditional one) and the classes ``--class`` named (None without it)."""
     chosen = parse_classes(class_text, loaded)
     if not is_conditional(loaded):
-        return None
-    return seed_labels(seeds, chosen or trained_classes(loaded))
+        return None, chosen
+    return seed_labels(seeds, chosen or trained_classes(loaded)), chosen
 
 
 def parse_interval(text: str | None) -> tuple[float, float] | None:

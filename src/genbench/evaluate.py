@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from genbench import dist
-from genbench.classes import conditional_info, guidance_tag, labels_for, make_guidance, parse_classes
+from genbench.classes import conditional_info, guidance_tag, labels_for, make_guidance
 from genbench.errors import GenbenchError
 from genbench.external import detect
 from genbench.files import environment, read_json, write_json
@@ -140,7 +140,7 @@ def evaluate_model(loaded: LoadedRun, run_dir: Path, metrics: str | None = None,
     opts = solver_options(solver, tol, cfg.sample.clip if clip is None else clip, loaded.data_kind)
     batch_size = resolve_batch_size(batch_size, loaded.device)   # recorded as used
     seeds = list(range(seed, seed + n))
-    labels = labels_for(loaded, seeds, class_text)   # a conditional model's: per seed, balanced by default
+    labels, asked = labels_for(loaded, seeds, class_text)   # a conditional model's: per seed, balanced by default
     guided = make_guidance(loaded, guidance, guidance_interval)
     if guided is not None:
         opts["guidance"] = guided
@@ -154,7 +154,7 @@ def evaluate_model(loaded: LoadedRun, run_dir: Path, metrics: str | None = None,
                                           ref_split=ref_split, ref_n=FID_REFERENCE_N if ref_split == "train" else None)
         protocol.check(chosen, labelled=labels is not None)   # class metrics it cannot compute, before sampling
     solver_name = solver or "generator"
-    nfe_tag = str(nfe_req or "") + options_tag(opts) + guidance_tag(guided, parse_classes(class_text, loaded))
+    nfe_tag = str(nfe_req or "") + options_tag(opts) + guidance_tag(guided, asked)
     out = _out_path(run_dir, loaded.step, solver_name, nfe_tag, n, seed, not use_ema,
                     protocol.tag if protocol else "no-extractor")   # images scored for speed only
     # rank 0's file system decides, so that all ranks stop, or go on to sample, together

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genbench.classes import guidance_tag, labels_for, make_guidance, parse_classes, rows_by_class
+from genbench.classes import guidance_tag, labels_for, make_guidance, rows_by_class
 from genbench.errors import GenbenchError
 from genbench.external import detect
 from genbench.files import atomic_savez
@@ -58,11 +58,11 @@ def sample_run(run: Path, n: int, seed: int = 0, batch_size: int | None = None, 
     solver, nfe = resolve_solver(loaded.cfg, solver, nfe)
     opts = solver_options(solver, tol, loaded.cfg.sample.clip if clip is None else clip, loaded.data_kind)
     seeds = list(range(seed, seed + n))
-    labels = labels_for(loaded, seeds, class_text)
+    labels, asked = labels_for(loaded, seeds, class_text)
     guided = make_guidance(loaded, guidance, guidance_interval)
     if guided is not None:
         opts["guidance"] = guided
-    tag = options_tag(opts) + guidance_tag(guided, parse_classes(class_text, loaded))
+    tag = options_tag(opts) + guidance_tag(guided, asked)
     stem = out or run / "samples" / (
         f"generated-step{loaded.step}-{solver or 'generator'}{nfe or ''}{tag}-seed{seed}-n{n}"
         + ("-raw" if not use_ema else ""))

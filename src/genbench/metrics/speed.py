@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from genbench.sampling import generate
+from genbench.sampling import generate, seed_labels
 
 
 def _timed(fn, device: torch.device) -> float:
@@ -32,7 +32,7 @@ def measure_speed(method, nets, latent_shape, device: torch.device, solver: str 
     the samples scored, so that a guided model's speed includes its second evaluation."""
     def run(bs: int, seed: int) -> int:
         seeds = list(range(seed, seed + bs))
-        labels = [classes[s % len(classes)] for s in seeds] if classes else None
+        labels = seed_labels(seeds, classes) if classes else None
         return generate(method, nets, latent_shape, seeds, device, bs, solver, nfe, bitwise=False, labels=labels,
                         **opts)[1]
 
