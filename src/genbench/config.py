@@ -272,6 +272,9 @@ class GANConfig(_Strict):
     gamma_schedule: Literal["cosine", "linear"] = "cosine"
     reg_every: int = Field(1, ge=1)           # lazy: the penalty every k D updates, times k (StyleGAN2)
     augment: AugmentConfig = AugmentConfig()
+    # PacGAN (Lin et al. 2018): D judges packs of this many samples, all real or all fake, concatenated
+    # along channels (images) or features (points); 1 = one sample per decision
+    pack: int = Field(1, ge=1, le=16)
 
     @model_validator(mode="after")
     def _schedule(self) -> GANConfig:
@@ -551,6 +554,13 @@ class RunConfig(_Strict):
             raise ValueError("method ect tunes a trained model: set train.init_from=RUN (a flow or EDM run)")
         if self.method.kind == "meanflow" and not self.nets["model"].second_time:
             raise ValueError("method meanflow needs a network of two times: set nets.model.second_time=true")
+        if self.method.kind == "gan" and self.method.pack > 1:
+            if self.conditional:
+                raise ValueError(f"method.pack={self.method.pack} packs samples of different classes into one "
+                                 "input of D, which a conditional D cannot project: set method.pack=1 or conditional=false")
+            if self.train.batch_size % self.method.pack:
+                raise ValueError(f"train.batch_size={self.train.batch_size} is not a multiple of "
+                                 f"method.pack={self.method.pack}: D judges whole packs")
         if self.sample.clip != "none" and (toy or self.method.kind == "gan"):
             raise ValueError(f"sample.clip={self.sample.clip} keeps x0 predictions in the image range; "
                              + ("2-D points have no such range" if toy else "a GAN forms no x0 prediction")

@@ -9,6 +9,10 @@ penalties R1 and R2 with any of them, and D's differentiable augmentation (:mod:
   c = k/(k+1) (``optim_ratio``, read by the training state when it builds the optimisers).
 * Augmentation (DiffAugment, Zhao et al. 2020; ADA, Karras et al. 2020): every image D sees, real or
   fake, in D's update and in G's. ADA's p is adjusted from the signs of D on reals.
+* Packing (PacGAN, Lin et al. 2018, Sec. 3): D decides on packs of m samples, all real or all fake,
+  concatenated along channels (or a point's coordinates), so that its input dimension is m times the
+  data's (:meth:`GAN.net_shape`); a collapsed G makes packs of look-alikes, which D can tell from
+  packs of reals. Penalties, signs and pairs (rpgan) are then per pack, augmentation per sample.
 * Logged per D update: ``D_sign_real`` (E[sign D(real)], ADA's overfitting signal, for every GAN),
   ``r1``/``r2`` (the last penalties), ``gamma``, and ADA's ``ada_p``.
 
@@ -53,6 +57,16 @@ class GAN:
     def latent_shape(self, data_shape: tuple[int, ...], nets: dict[str, nn.Module]) -> tuple[int, ...]:
         return (nets["G"].z_dim,)
 
+    def net_shape(self, player: str, data_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The input shape of ``player``'s net: D's takes m = ``pack`` samples along the first axis."""
+        m = self.cfg.pack if player == "D" else 1
+        return (data_shape[0] * m, *data_shape[1:])
+
+    def pack(self, x: Tensor) -> Tensor:
+        """(N, C, ...) -> (N/m, m C, ...): consecutive samples i m .. i m + m - 1 form pack i."""
+        m = self.cfg.pack
+        return x if m == 1 else x.reshape(x.shape[0] // m, x.shape[1] * m, *x.shape[2:])
+
     def optim_ratio(self, player: str) -> float:
         """c = k/(k+1) for D under lazy regularisation every k updates (lr x c, betas ** c), else 1."""
         k = self.cfg.reg_every
@@ -63,6 +77,10 @@ class GAN:
         if self.cfg.augment.kind != "none" and x.dim() != 4:
             raise GenbenchError(f"method.augment.kind={self.cfg.augment.kind} augments images, but the data "
                                 f"are points of shape {tuple(x.shape[1:])}", "set method.augment.kind=none")
+        if x.shape[0] % self.cfg.pack:
+            raise GenbenchError(f"a batch of {x.shape[0]} per process does not split into packs of "
+                                f"method.pack={self.cfg.pack}",
+                                f"make train.batch_size a multiple of {self.cfg.pack} x the number of processes")
         z = self.draws.randn(x, (G.z_dim,))
         return self.d_loss(G, D, x, y, z) if player == "D" else self.g_loss(G, D, x, y, z)
 
@@ -73,8 +91,8 @@ class GAN:
         regularise = cfg.gamma > 0 and self.d_updates % k == 0
         r1, r2 = regularise and cfg.penalty != "r2", regularise and cfg.penalty != "r1"
         real, fake = x.detach().requires_grad_(r1), fake.detach().requires_grad_(r2)
-        real_logit = D(self.augment(real, self.draws), None, y).float()
-        fake_logit = D(self.augment(fake, self.draws), None, y).float()
+        real_logit = D(self.pack(self.augment(real, self.draws)), None, y).float()
+        fake_logit = D(self.pack(self.augment(fake, self.draws)), None, y).float()
         loss = d_loss(cfg.loss, real_logit, fake_logit)
         gamma = gamma_at(cfg, self.nimg / 1000)
         if regularise:
@@ -96,11 +114,11 @@ class GAN:
         return out
 
     def g_loss(self, G, D, x: Tensor, y, z: Tensor) -> dict[str, Tensor]:
-        fake_logit = D(self.augment(G(z, None, y), self.draws), None, y).float()
+        fake_logit = D(self.pack(self.augment(G(z, None, y), self.draws)), None, y).float()
         real_logit = None
         if needs_reals_for_g(self.cfg.loss):   # D is frozen and the reals do not depend on G
             with torch.no_grad():
-                real_logit = D(self.augment(x, self.draws), None, y).float()
+                real_logit = D(self.pack(self.augment(x, self.draws)), None, y).float()
         return {"loss": g_loss(self.cfg.loss, fake_logit, real_logit)}
 
     def state_dict(self) -> dict:

@@ -53,9 +53,10 @@ BYTES_PER_PARAM = {"sampling": 2 * 4, "training": 5 * 4}
 
 
 def check_nets_fit(nets: dict[str, NetConfig], data_shape: tuple[int, ...], num_classes: int | None,
-                   device: torch.device, purpose: str) -> None:
+                   device: torch.device, purpose: str, shape_of=None) -> None:
     """Refuse networks whose parameters would not fit in the memory of ``device`` (for ``purpose``
-    "sampling" or "training"), before any is allocated: their parameters are counted on PyTorch's
+    "sampling" or "training"), before any is allocated (``shape_of(player, data_shape)``: a net's own
+    input shape, if not the data's): their parameters are counted on PyTorch's
     meta device (shapes only, no memory, no random numbers drawn from the real generators)."""
     counts = {}
     try:
@@ -63,7 +64,8 @@ def check_nets_fit(nets: dict[str, NetConfig], data_shape: tuple[int, ...], num_
             for player, cfg in nets.items():
                 # spectral norm adds buffers only (and would import torch._dynamo on meta: 1 s)
                 plain = cfg.model_copy(update={"spectral_norm": False}) if hasattr(cfg, "spectral_norm") else cfg
-                counts[player] = count_params(build_net(plain, data_shape, num_classes))
+                shape = shape_of(player, data_shape) if shape_of is not None else data_shape
+                counts[player] = count_params(build_net(plain, shape, num_classes))
     except GenbenchError:
         raise
     except Exception:   # a net that cannot be built on the meta device is not checked here

@@ -39,6 +39,12 @@ def make_optimizer(net: nn.Module, cfg, device: torch.device, ratio: float = 1.0
                weight_decay=cfg.weight_decay, fused=True)
 
 
+def net_shape(method):
+    """``(player, data_shape) -> the input shape of player's net``: the data's, unless the method says
+    otherwise (a packing GAN's D takes several samples at once)."""
+    return getattr(method, "net_shape", lambda player, data_shape: tuple(data_shape))
+
+
 class TrainState:
     """Build with :meth:`for_training` (what the loop runs) or :meth:`for_sampling` (what a
     loaded run needs); both build the nets the same way, so both read the same checkpoints."""
@@ -50,7 +56,8 @@ class TrainState:
         # a conditional run's classes (None: unconditional); the method's losses need the "no label" index
         self.num_classes, self.class_names = num_classes, class_names
         method.num_classes = num_classes
-        self.nets = {p: build_net(cfg.nets[p], self.data_shape, self.num_classes).to(device)
+        shape = net_shape(method)
+        self.nets = {p: build_net(cfg.nets[p], shape(p, self.data_shape), self.num_classes).to(device)
                      for p in cfg.players()}
         self.ema = None
         self.opts: dict[str, torch.optim.Optimizer] = {}
@@ -72,7 +79,8 @@ class TrainState:
     @classmethod
     def for_sampling(cls, cfg: RunConfig, method, data_shape, data_kind: str, device: torch.device,
                      num_classes: int | None = None, class_names: list[str] | None = None) -> TrainState:
-        check_nets_fit({p: cfg.nets[p] for p in cfg.players()}, tuple(data_shape), num_classes, device, "sampling")
+        check_nets_fit({p: cfg.nets[p] for p in cfg.players()}, tuple(data_shape), num_classes, device, "sampling",
+                       net_shape(method))
         state = cls(cfg, method, data_shape, data_kind, device, num_classes, class_names)
         state.ema = make_ema(state.nets[method.sample_player], cfg.train.ema, cfg.train.batch_size)
         return state
@@ -85,7 +93,7 @@ class TrainState:
         ``num_classes``/``class_names``: a conditional run's classes (:func:`run_classes`)."""
         tcfg = cfg.train
         check_nets_fit({p: cfg.nets[p] for p in cfg.players()}, tuple(data_shape), num_classes, runtime.device,
-                       "training")
+                       "training", net_shape(method))
         state = cls(cfg, method, data_shape, data_kind, runtime.device, num_classes, class_names)
         state.layout = runtime.layout
         state.apply_layout()
