@@ -86,6 +86,10 @@ def test_stacked_fashion_mnist_counts_the_1000_modes(env):
     assert rec["extractor"]["name"].startswith("stacked3-domain")
     assert 1 <= rec["metrics"]["modes"] <= 30 and rec["metrics"]["kl"] >= 0
     assert rec["reference"]["dataset"] == "stacked_fashion_mnist"
+    # the floor counts the modes of real held-out triples through the same classifier
+    floor = rec["floor"]
+    assert floor["split"] == "test" and floor["modes_total"] == 1000
+    assert 1 <= floor["modes"] <= floor["n"] and floor["kl"] >= 0
 
 
 def test_nfe_sweep_records_fid_against_nfe(env):

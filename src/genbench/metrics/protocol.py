@@ -207,14 +207,21 @@ class ImageProtocol:
                 "ct": data_copying_ct(self.reference().features, held_even, features)}
 
     def floor(self, metrics: list[str], n: int) -> dict:
-        """The same scores (but modes) of up to ``n`` real images of the other split: the best a model can do."""
+        """The same scores of up to ``n`` real images of the other split: the best a model can do. For
+        stacked images the modes too: real triples through the same classifier, whose mistakes and the
+        finite sample set how low the KL can go."""
         held_split = "test" if self.ref_split == "train" else "train"
         held = reference_features(self.extractor, self.data_cfg, held_split, min(n, FID_REFERENCE_N))
-        chosen = sorted(m for m in metrics if m != "modes")
+        stacked_modes = "modes" in metrics and isinstance(self.extractor, ChannelStacked)
+        chosen = sorted(m for m in metrics if m != "modes" or stacked_modes)
 
         def compute() -> dict:
-            out = image_scores(chosen, self.reference().features, held.features, held.logits,
-                               kid_subsets=self.kid_subsets)
+            out = image_scores([m for m in chosen if m != "modes"], self.reference().features, held.features,
+                               held.logits, kid_subsets=self.kid_subsets)
+            if stacked_modes:
+                from genbench.metrics.reference import real_images
+
+                out.update(self.extractor.mode_stats(real_images(self.data_cfg, held_split, held.info["n"])[0]))
             # the held-out images' true labels stand for the requested classes: consistency is the
             # classifier's accuracy, class_fid the per-class FID of real images (classes with >= 2 each side)
             out.update(self._class_scores(chosen, Features(held.features, held.logits), held.labels, min_per_class=2))
