@@ -11,7 +11,6 @@ from genbench.methods.gan import GAN
 from genbench.nets import build_net
 from genbench.randomness import BatchDraws
 from genbench.train.checkpoint import list_checkpoints, load_checkpoint
-from test_bad_input import refused
 
 
 def test_pack_concatenates_consecutive_samples_along_channels():
@@ -86,17 +85,3 @@ def test_a_packed_gan_trains_saves_and_samples_from_the_cli(env, capsys):
     assert main(["eval", str(run), "-n", "256", "--metrics", "modes"]) == 0
     assert main(["sample", str(run), "-n", "16", "--out", str(env / "s"), "--format", "npz"]) == 0
 
-
-PACK_REFUSALS = {
-    "conditional": (["method.pack=2", "conditional=true"], ["method.pack=2", "conditional"]),
-    "batch": (["method.pack=3"], ["train.batch_size=32 is not a multiple of method.pack=3"]),
-    "zero": (["method.pack=0"], ["method.gan.pack"]),
-    "huge": (["method.pack=64"], ["method.gan.pack"]),
-}
-
-
-@pytest.mark.parametrize("case", sorted(PACK_REFUSALS))
-def test_bad_packs_are_refused_in_one_line(env, capsys, case):
-    overrides, expect = PACK_REFUSALS[case]
-    refused(["train", *TOY, *overrides, "--out", str(env / "r")], capsys, env, *expect)
-    assert not (env / "r").exists()

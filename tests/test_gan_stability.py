@@ -257,6 +257,10 @@ REFUSALS = {
     "ramp without half-life": (["train.ema={decay: 0.999, rampup: 0.05}"], ["rampup ramps a half-life"]),
     "groups": (["nets.G.groups=7"], ["groups (7) must divide"]),
     "lazy every 0": (["method.reg_every=0"], ["method.gan.reg_every"]),
+    "pack with classes": (["method.pack=2", "conditional=true"], ["method.pack=2", "conditional"]),
+    "pack not dividing the batch": (["method.pack=3"], ["train.batch_size=64 is not a multiple of method.pack=3"]),
+    "pack 0": (["method.pack=0"], ["method.gan.pack"]),
+    "pack 64": (["method.pack=64"], ["method.gan.pack"]),
 }
 
 
