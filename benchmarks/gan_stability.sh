@@ -3,7 +3,8 @@
 # GANs, each trained for MINUTES (default 10) on this machine and scored with `genbench eval`:
 #   1. 25-Gaussian grid: toy2d/gan-r3 (packs of 2) vs toy2d/gan (modes, high-quality fraction, reverse KL;
 #      2,000 samples)
-#   2. stacked Fashion-MNIST (1,000 modes): fmnist/gan-rp with packs of 2 (PacGAN), fmnist/gan-r3, fmnist/gan
+#   2. stacked Fashion-MNIST (1,000 modes): fmnist/gan-rp-stacked (packs of 4, D ch 64), fmnist/gan-rp with
+#      packs of 2 (PacGAN), fmnist/gan-r3, fmnist/gan
 #      (DCGAN) (modes, KL; 10,000 samples)
 #   3. Fashion-MNIST: fmnist/gan-rp (R3GAN's objective on the DCGAN pair), fmnist/gan-r3 and fmnist/gan
 #      (domain FID/KID, precision/recall; 10,000 samples)
@@ -41,10 +42,11 @@ for target in $TARGETS; do
       train grid-gan toy2d/gan data.name=grid
       for r in grid-r3 grid-gan; do score $r -n 2000 --metrics modes,prdc; done ;;
     stacked)
+      train stacked-rp fmnist/gan-rp-stacked
       train stacked-rp-pack2 fmnist/gan-rp data.name=stacked_fashion_mnist method.pack=2
       train stacked-r3 fmnist/gan-r3 data.name=stacked_fashion_mnist
       train stacked-dcgan fmnist/gan data.name=stacked_fashion_mnist
-      for r in stacked-rp-pack2 stacked-r3 stacked-dcgan; do score $r -n 10000 --metrics modes,fid,prdc; done ;;
+      for r in stacked-rp stacked-rp-pack2 stacked-r3 stacked-dcgan; do score $r -n 10000 --metrics modes,fid,prdc; done ;;
     fmnist)
       train fmnist-rp fmnist/gan-rp
       train fmnist-r3 fmnist/gan-r3

@@ -239,13 +239,16 @@ def test_ema_ramp_limits_the_half_life_early():
 
 @pytest.mark.parametrize("preset", ["fmnist/gan-r3", "toy2d/gan-r3", "cifar10/r3gan", "fmnist/gan-r3-oneclass",
                                     "fmnist/gan-r3-oneclass-aug", "fmnist/gan-rp", "fmnist/gan-rp-oneclass",
-                                    "fmnist/gan-rp-oneclass-aug"])
+                                    "fmnist/gan-rp-oneclass-aug", "fmnist/gan-rp-stacked"])
 def test_presets_load(preset):
     cfg = load_config(f"configs/{preset}.yaml")
     assert cfg.method.kind == "gan" and cfg.method.loss == "rpgan" and cfg.method.gamma > 0
     if "oneclass" in preset:
         assert cfg.data.classes == ["bag"]
         assert (cfg.method.augment.kind != "none") == preset.endswith("-aug")
+    if "stacked" in preset:   # packs that divide the batch, on the 1,000-mode set
+        assert cfg.data.name == "stacked_fashion_mnist"
+        assert cfg.method.pack > 1 and cfg.train.batch_size % cfg.method.pack == 0
 
 
 REFUSALS = {
