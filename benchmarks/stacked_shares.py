@@ -18,9 +18,7 @@ from genbench.metrics.modes import kl_to_uniform, stacked_mode_stats
 
 def main(path: str) -> None:
     images = torch.from_numpy(np.load(path)["samples"]).permute(0, 3, 1, 2).contiguous()   # NHWC -> NCHW
-    classifier = extractor_for_data("stacked_fashion_mnist").base
-    logits = np.asarray(classifier.extract(images.reshape(-1, 1, *images.shape[2:]), batch_size=500).logits)
-    labels = logits.argmax(1).reshape(len(images), 3)
+    labels = extractor_for_data("stacked_fashion_mnist").channel_labels(images)
     total = 0.0
     for c in range(3):
         counts = np.bincount(labels[:, c], minlength=10)

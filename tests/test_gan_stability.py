@@ -246,9 +246,8 @@ def test_presets_load(preset):
     if "oneclass" in preset:
         assert cfg.data.classes == ["bag"]
         assert (cfg.method.augment.kind != "none") == preset.endswith("-aug")
-    if "stacked" in preset:   # packs that divide the batch, on the 1,000-mode set
-        assert cfg.data.name == "stacked_fashion_mnist"
-        assert cfg.method.pack > 1 and cfg.train.batch_size % cfg.method.pack == 0
+    if "stacked" in preset:   # packed D on the 1,000-mode set (a pack not dividing the batch fails to load)
+        assert cfg.data.name == "stacked_fashion_mnist" and cfg.method.pack > 1
 
 
 REFUSALS = {

@@ -6,6 +6,7 @@ The interface they implement is :mod:`genbench.metrics.features`; the two kinds 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from genbench.errors import GenbenchError
@@ -64,6 +65,10 @@ class ChannelStacked:
         flat.logits = None
         return flat
 
-    def mode_stats(self, images) -> dict:
+    def channel_labels(self, images) -> np.ndarray:
+        """The base classifier's class of each channel: ``N x 3`` ints."""
         logits = self.base.extract(images.reshape(-1, 1, *images.shape[2:]), batch_size=500).logits
-        return stacked_mode_stats(logits.argmax(1).reshape(len(images), 3))
+        return np.asarray(logits).argmax(1).reshape(len(images), 3)
+
+    def mode_stats(self, images) -> dict:
+        return stacked_mode_stats(self.channel_labels(images))
